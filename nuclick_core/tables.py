@@ -1,0 +1,213 @@
+"""Write and read the instance table: GeoParquet 1.1, QuPath GeoJSON, label masks.
+
+GeoParquet is written with pyarrow directly (WKB geometry, a ``bbox`` covering column, ``crs:
+null`` for pixel coordinates, zstd, spatially sorted row groups) so the file does not depend on
+the installed geopandas version. Files are written to a temporary name and renamed when
+complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import shapely
+
+GEOPARQUET_VERSION = "1.1.0"
+ROW_GROUP_SIZE = 8192
+INSTANCE_COLUMNS = (
+    "instance_id",
+    "click_id",
+    "object",
+    "label",
+    "status",
+    "score",
+    "area_px",
+    "area_um2",
+    "source",
+)
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def hilbert_order(xy: np.ndarray, *, bits: int = 16) -> np.ndarray:
+    """Indices that sort points (N, 2) along a Hilbert curve over their bounding box."""
+    if len(xy) == 0:
+        return np.zeros(0, np.int64)
+    lo, hi = xy.min(0), xy.max(0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    n = (1 << bits) - 1
+    x = ((xy[:, 0] - lo[0]) / span[0] * n).astype(np.int64)
+    y = ((xy[:, 1] - lo[1]) / span[1] * n).astype(np.int64)
+    d = np.zeros(len(xy), np.int64)
+    s = 1 << (bits - 1)
+    while s > 0:
+        rx = (x & s) > 0
+        ry = (y & s) > 0
+        d += s * s * ((3 * rx) ^ ry)
+        # rotate the quadrant
+        flip = ~ry
+        swap_x = np.where(flip & rx, n - x, x)
+        swap_y = np.where(flip & rx, n - y, y)
+        x, y = np.where(flip, swap_y, swap_x), np.where(flip, swap_x, swap_y)
+        s >>= 1
+    return np.argsort(d, kind="stable")
+
+
+def write_instances(table: gpd.GeoDataFrame, path: Path, *, metadata: dict, sort_xy: np.ndarray) -> None:
+    """Write the instance table as GeoParquet 1.1.
+
+    Parameters
+    ----------
+    table : one row per click with :data:`INSTANCE_COLUMNS` and a (possibly null) geometry.
+    path : output ``.parquet``.
+    metadata : provenance (model, config, slide, package version), stored under ``nuclick``.
+    sort_xy : float (N, 2) click positions used to order rows along a Hilbert curve.
+    """
+    order = hilbert_order(np.asarray(sort_xy, np.float64))
+    table = table.iloc[order].reset_index(drop=True)
+    geoms = np.asarray(table.geometry.values, dtype=object)
+    bounds = shapely.bounds(geoms)  # NaN for missing geometries
+    has = ~np.isnan(bounds[:, 0])
+    bbox = pa.StructArray.from_arrays(
+        [pa.array(bounds[:, k], pa.float64(), mask=~has) for k in range(4)],
+        names=["xmin", "ymin", "xmax", "ymax"],
+        mask=pa.array(~has),
+    )
+    wkb = pa.array([shapely.to_wkb(g) if g is not None else None for g in geoms], pa.binary())
+    columns = {c: pa.array(table[c].tolist()) for c in INSTANCE_COLUMNS}
+    columns["instance_id"] = pa.array(table["instance_id"].to_numpy(np.int64))
+    columns["click_id"] = pa.array(table["click_id"].to_numpy(np.int64))
+    columns["score"] = pa.array(table["score"].to_numpy(np.float64), pa.float64())
+    columns["label"] = pa.array(table["label"].tolist(), pa.string())
+    columns["geometry"] = wkb
+    columns["bbox"] = bbox
+    arrow = pa.table(columns)
+    kinds = sorted({g.geom_type for g in geoms if g is not None}) or ["Polygon", "MultiPolygon"]
+    extent = (
+        [float(bounds[has, 0].min()), float(bounds[has, 1].min()),
+         float(bounds[has, 2].max()), float(bounds[has, 3].max())]
+        if has.any() else []
+    )
+    geo = {
+        "version": GEOPARQUET_VERSION,
+        "primary_column": "geometry",
+        "columns": {
+            "geometry": {
+                "encoding": "WKB",
+                "geometry_types": kinds,
+                "crs": None,
+                "bbox": extent,
+                "covering": {
+                    "bbox": {
+                        "xmin": ["bbox", "xmin"],
+                        "ymin": ["bbox", "ymin"],
+                        "xmax": ["bbox", "xmax"],
+                        "ymax": ["bbox", "ymax"],
+                    }
+                },
+            }
+        },
+    }
+    arrow = arrow.replace_schema_metadata(
+        {"geo": json.dumps(geo), "nuclick": json.dumps(metadata, default=str)}
+    )
+    with atomic_path(path) as tmp:
+        pq.write_table(arrow, tmp, compression="zstd", row_group_size=ROW_GROUP_SIZE)
+
+
+def read_instances(path: Path, **kwargs: object) -> gpd.GeoDataFrame:
+    """Read an instance GeoParquet (``kwargs`` go to ``geopandas.read_parquet``, e.g. bbox)."""
+    return gpd.read_parquet(path, **kwargs)
+
+
+def read_provenance(path: Path) -> dict:
+    """The ``nuclick`` provenance metadata of an instance GeoParquet."""
+    md = pq.read_schema(path).metadata or {}
+    return json.loads(md.get(b"nuclick", b"{}"))
+
+
+def _color(label: str | None) -> list[int]:
+    """A stable RGB colour for a class name."""
+    if not label:
+        return [0, 200, 0]
+    h = sum((i + 1) * ord(c) for i, c in enumerate(label))
+    return [(h * 67) % 200 + 40, (h * 151) % 200 + 40, (h * 29) % 200 + 40]
+
+
+def write_qupath_geojson(table: gpd.GeoDataFrame, path: Path) -> int:
+    """Export the ``ok`` instances as QuPath detections (FeatureCollection); returns the count.
+
+    Rows without a geometry (status other than ok) have nothing to draw and are left out; the
+    GeoParquet keeps them.
+    """
+    ok = table[(table["status"] == "ok") & table.geometry.notna()]
+    count = 0
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
+        fh.write('{"type": "FeatureCollection", "features": [\n')
+        for row in ok.itertuples(index=False):
+            label = row.label if isinstance(row.label, str) else None
+            name = label or str(row.object)
+            feature = {
+                "type": "Feature",
+                "id": f"nuclick-{int(row.click_id)}",
+                "geometry": shapely.geometry.mapping(row.geometry),
+                "properties": {
+                    "objectType": "detection",
+                    "classification": {"name": name, "color": _color(name)},
+                    "measurements": {
+                        "click_id": int(row.click_id),
+                        "score": float(row.score),
+                        "area_px": float(row.area_px),
+                        "area_um2": float(row.area_um2),
+                    },
+                },
+            }
+            fh.write(("" if count == 0 else ",\n") + json.dumps(feature, separators=(",", ":")))
+            count += 1
+        fh.write("\n]}\n")
+    return count
+
+
+def label_mask(table: gpd.GeoDataFrame, width: int, height: int, *, downsample: float = 1.0) -> np.ndarray:
+    """Rasterise ``ok`` instances into uint32 (H, W) labels at level-0 / ``downsample``; pixel
+    value = instance_id. Pixel centres inside a polygon are painted."""
+    from skimage.draw import polygon as draw_polygon
+
+    h, w = int(np.ceil(height / downsample)), int(np.ceil(width / downsample))
+    out = np.zeros((h, w), np.uint32)
+    ok = table[(table["status"] == "ok") & table.geometry.notna()]
+    for iid, geom in zip(ok["instance_id"], ok.geometry, strict=True):
+        for poly in getattr(geom, "geoms", [geom]):
+            ext = np.asarray(poly.exterior.coords) / downsample - 0.5
+            rr, cc = draw_polygon(ext[:, 1], ext[:, 0], (h, w))
+            out[rr, cc] = iid
+            for ring in poly.interiors:
+                hole = np.asarray(ring.coords) / downsample - 0.5
+                rr, cc = draw_polygon(hole[:, 1], hole[:, 0], (h, w))
+                out[rr, cc] = np.where(out[rr, cc] == iid, 0, out[rr, cc])
+    return out
+
+
+def empty_instance_frame() -> pd.DataFrame:
+    return pd.DataFrame({c: [] for c in INSTANCE_COLUMNS})
