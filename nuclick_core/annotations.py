@@ -312,19 +312,12 @@ def _read_asap(path: Path) -> list[_Mark]:
         kind = (annotation.get("Type") or "").strip()
         group = _text(annotation.get("PartOfGroup"))
         label = None if group in (None, "None") else group
-        coords = list(annotation.iter("Coordinate"))
-        order = [
-            _number(c.get("Order", str(j)), f"{where}, coordinate {j}, Order")
-            for j, c in enumerate(coords, 1)
-        ]
-        xy = [
-            (
-                _number(c.get("X"), f"{where}, coordinate {j}, X"),
-                _number(c.get("Y"), f"{where}, coordinate {j}, Y"),
-            )
-            for j, c in enumerate(coords, 1)
-        ]
-        xy = [p for _, p in sorted(zip(order, xy, strict=True), key=lambda item: item[0])]
+        ordered = []
+        for j, c in enumerate(annotation.iter("Coordinate"), 1):
+            at = f"{where}, coordinate {j}"
+            values = {"Order": c.get("Order", str(j)), "X": c.get("X"), "Y": c.get("Y")}
+            ordered.append([_number(v, f"{at}, {a}") for a, v in values.items()])
+        xy = [(x, y) for _, x, y in sorted(ordered, key=lambda item: item[0])]
         if kind.lower() == "dot" and len(xy) == 1:
             marks.append(_Mark("point", Point(xy[0]), label, None, source))
         elif kind.lower() == "dot" or (kind.lower() == "pointset" and not xy):

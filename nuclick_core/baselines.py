@@ -93,7 +93,7 @@ def watershed_baseline(
     image: ArrayLike,
     seeds: ArrayLike,
     *,
-    sigma: float = 1.0,
+    sigma: float = 2.0,
     channel: Literal["hematoxylin", "gray"] = "hematoxylin",
     background_margin: int = 1,
 ) -> np.ndarray:
@@ -112,7 +112,8 @@ def watershed_baseline(
     seeds : (N, 2) float array
         Seed (x, y) pixel coordinates.
     sigma : float, optional
-        Gaussian smoothing (pixels) before the gradient and the threshold.
+        Gaussian smoothing (pixels) before the gradient and the threshold; 2 keeps chromatin
+        texture at 40x from splitting a nucleus into basins.
     channel : {"hematoxylin", "gray"}, optional
         Image channel thresholded for the foreground.
     background_margin : int, optional
@@ -162,7 +163,7 @@ def region_growing_baseline(
     *,
     iterations: int = 30,
     tolerance: float = 0.1,
-    sigma: float = 1.0,
+    sigma: float = 0.5,
 ) -> np.ndarray:
     """Seeded region growing on the smoothed grayscale, all regions in parallel.
 

@@ -18,7 +18,7 @@ from scipy import ndimage as ndi
 from skimage.measure import find_contours
 
 _H = np.array([0.65, 0.70, 0.29])  # haematoxylin optical density per unit stain (R, G, B)
-_E = np.array([0.07, 0.99, 0.11])  # eosin
+_E = np.array([0.22, 0.80, 0.56])  # eosin
 _RBC = np.array([0.10, 0.70, 0.60])  # red cells in a Romanowsky-stained smear
 _TRIES = 200  # placement attempts per object before giving up
 MIN_AREA = 12  # smallest object (pixels) a scene may contain
@@ -241,8 +241,9 @@ def _render(
     noise: float,
 ) -> np.ndarray:
     """Beer-Lambert: sum concentration x stain vector, to RGB, then blur and add noise."""
-    od = sum(np.clip(c, 0, None)[..., None] * v for c, v in layers)
-    rgb = 10.0 ** (-np.asarray(od))
+    od = sum(np.clip(c, 0, None).astype(np.float32)[..., None] * v.astype(np.float32)
+             for c, v in layers)
+    rgb = np.float32(10.0) ** (-np.asarray(od))
     sigma = rng.uniform(*blur)
     if sigma > 0:
         rgb = ndi.gaussian_filter(rgb, (sigma, sigma, 0))
@@ -261,18 +262,19 @@ def _boundaries(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _capsules(
-    hw: tuple[int, int], pts: np.ndarray, dirs: np.ndarray, half: np.ndarray, width: float
+    hw: tuple[int, int], pts: np.ndarray, dirs: np.ndarray, half: np.ndarray, width: np.ndarray
 ) -> np.ndarray:
     """Soft masks (0..1) of segments thickened by ``width`` px: spindle or round nuclei."""
     t = np.linspace(-1, 1, 11)
     seg = pts[:, None, :] + t[None, :, None] * half[:, None, None] * dirs[:, None, :]
     rc = np.rint(seg.reshape(-1, 2)).astype(int)
-    rc = rc[((rc >= 0) & (rc < hw)).all(axis=1)]
-    far = np.ones(hw, bool)
-    far[rc[:, 0], rc[:, 1]] = False
-    if far.all():
+    ok = ((rc >= 0) & (rc < hw)).all(axis=1)
+    if not ok.any():
         return np.zeros(hw)
-    return np.clip(width + 0.5 - ndi.distance_transform_edt(far), 0, 1)
+    wmap = np.zeros(hw)
+    wmap[rc[ok, 0], rc[ok, 1]] = np.repeat(width, t.size)[ok]
+    dist, (ii, jj) = ndi.distance_transform_edt(wmap == 0, return_indices=True)
+    return np.clip(wmap[ii, jj] + 0.5 - dist, 0, 1)
 
 
 def _along(
@@ -448,7 +450,7 @@ def cells_scene(
     h = np.where(fg, h * (1 + 0.12 * _noise(rng, hw, 1.0)), h)
     cand = np.column_stack([rng.uniform(0, hw[0], 4000), rng.uniform(0, hw[1], 4000)])
     free = ndi.distance_transform_edt(~fg)
-    spacing = 2 * red[1] * (1.6 - 0.7 * red_density)
+    spacing = 2 * red[1] * (1.3 - 0.6 * red_density)
     kept = np.empty((0, 2))
     for p in cand:
         if free[int(p[0]), int(p[1])] > 0.7 * red[0] and (
@@ -474,7 +476,7 @@ def glands_scene(
     seed: int = 0,
     hole_fraction: float = 0.5,
     radius_range: tuple[float, float] = (40.0, 110.0),
-    rim_width: tuple[float, float] = (12.0, 24.0),
+    rim_width: tuple[float, float] = (15.0, 30.0),
     stain_jitter: float = 0.1,
     blur_sigma: tuple[float, float] = (0.5, 1.2),
     noise_sigma: float = 0.02,
@@ -495,7 +497,7 @@ def glands_scene(
     hole_fraction : float
         Fraction of glands (rounded) whose label excludes the lumen.
     radius_range : (float, float)
-        Range of the glands' mean radius in pixels; low at least 1.6 x ``rim_width[1]``.
+        Range of the glands' mean radius in pixels; low at least ``rim_width[1]``.
     rim_width : (float, float)
         Range of the epithelial rim's width in pixels (low at least 3).
     stain_jitter, blur_sigma, noise_sigma
@@ -521,7 +523,7 @@ def glands_scene(
     n = _check_count("n_glands", n_glands)
     _check_scalar("hole_fraction", hole_fraction, 1.0)
     rims = _check_range("rim_width", rim_width, 3.0)
-    radii = _check_range("radius_range", radius_range, 1.6 * rims[1])
+    radii = _check_range("radius_range", radius_range, rims[1])
     _check_render(stain_jitter, blur_sigma, noise_sigma)
     _check_capacity("n_glands", n, radii, hw, 0.55)
     rng = np.random.default_rng(seed)
@@ -536,7 +538,8 @@ def glands_scene(
             cy, cx = rng.uniform(0, hw[0]), rng.uniform(0, hw[1])
             blob = _draw_blob(rng, cy, cx, rng.uniform(*radii), 1.8, 0.3, 6)
             sl4, f4 = _field(blob, hw, step=4)  # cheap coarse check first
-            if occupied[int(cy), int(cx)] or occupied[sl4][f4 <= 0].mean() > 0.1:
+            inside = occupied[sl4][f4 <= 0]
+            if inside.mean() > 0.1 or 16 * inside.size < 0.4 * np.pi * blob.a * blob.b:
                 continue
             sl, f = _field(blob, hw)
             mask = f <= 0
@@ -554,7 +557,7 @@ def glands_scene(
             labels[sl][lab], lumen[sl] = k, lumen[sl] | lum
             occupied[sl] |= claim
             offset = np.array([sl[0].start, sl[1].start])
-            for out, level, spacing in ((nuclei, 4.0, 5.5), (goblets, 0.6 * rim, 9.0)):
+            for out, level, spacing in ((nuclei, 5.0, 5.5), (goblets, 0.55 * rim, 8.0)):
                 p, d = _along(rng, depth, level, spacing * rng.uniform(0.9, 1.1))
                 out.append((p + offset + rng.normal(0, 0.5, p.shape), d))
             break
@@ -568,24 +571,22 @@ def glands_scene(
     mix = 1 / (1 + np.exp(-2 * _noise(rng, hw, 40.0)))
     fibre = mix * _noise(rng, hw, (0.8, 5.0)) + (1 - mix) * _noise(rng, hw, (5.0, 0.8))
     clefts = np.clip(_noise(rng, hw, 10.0) - 1.5, 0, 1)
-    e = 0.26 * (1 + 0.2 * fibre + 0.15 * _noise(rng, hw, 30.0)) * (1 - 0.8 * clefts)
+    texture = 0.12 * fibre + 0.12 * _noise(rng, hw, 1.5) + 0.15 * _noise(rng, hw, 30.0)
+    e = 0.26 * (1 + texture) * (1 - 0.8 * clefts)
     h = 0.03 * (1 - clefts) + 0.015 * _noise(rng, hw, 2.0)
-    e = np.where(epi, 0.2 * (1 + 0.15 * _noise(rng, hw, 2.0)), e)
-    h = np.where(epi, 0.1 * (1 + 0.2 * _noise(rng, hw, 2.0)), h)
+    e = np.where(epi, 0.25 * (1 + 0.15 * _noise(rng, hw, 2.0)), e)
+    h = np.where(epi, 0.12 * (1 + 0.2 * _noise(rng, hw, 2.0)), h)
     e, h = np.where(lumen, 0.05, e), np.where(lumen, 0.01, h)
     p, d = (np.concatenate(x) for x in zip(*goblets, strict=True))
-    goblet = _capsules(hw, p, d, np.zeros(len(p)), 3.0) * epi
-    e, h = e * (1 - 0.7 * goblet), h * (1 - 0.5 * goblet)
+    goblet = _capsules(hw, p, d, np.zeros(len(p)), np.full(len(p), 3.5)) * epi
+    e, h = e * (1 - 0.6 * goblet), h * (1 - 0.3 * goblet)
+    m = int(np.count_nonzero(~occupied) / 400)  # stromal nuclei: 60 % spindles, 40 % round
+    t, spindle = rng.uniform(0, np.pi, m), rng.random(m) < 0.6
+    nuclei.append((rng.uniform(0, 1, (m, 2)) * hw, np.column_stack([np.sin(t), np.cos(t)])))
     p, d = (np.concatenate(x) for x in zip(*nuclei, strict=True))
-    nuc = _capsules(hw, p, d, rng.uniform(2.0, 3.5, len(p)), 2.0) * epi
-    m = int(np.count_nonzero(~occupied) / 400)
-    sp = np.column_stack([rng.uniform(0, hw[0], m), rng.uniform(0, hw[1], m)])
-    t = rng.uniform(0, np.pi, m)
-    spindle = rng.random(m) < 0.6
-    sd = np.column_stack([np.sin(t), np.cos(t)])
-    nuc += _capsules(hw, sp[spindle], sd[spindle], rng.uniform(3.0, 6.0, m)[spindle], 1.3)
-    nuc += _capsules(hw, sp[~spindle], sd[~spindle], np.zeros(m)[~spindle], 2.5)
-    nuc = np.clip(nuc, 0, 1) * (epi | ~occupied)
+    half = np.concatenate([rng.uniform(2.5, 4.0, len(p) - m), rng.uniform(3.0, 6.0, m) * spindle])
+    width = np.concatenate([np.full(len(p) - m, 2.0), np.where(spindle, 1.8, 3.0)])
+    nuc = _capsules(hw, p, d, half, width) * (epi | ~occupied)
     h = h + nuc * (0.9 + 0.15 * _noise(rng, hw, 0.8))
     e = e * (1 - 0.5 * nuc)
     image = _render(rng, [(h, h_vec), (e, e_vec)], blur_sigma, noise_sigma)

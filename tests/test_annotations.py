@@ -429,6 +429,12 @@ def test_asap_bad_number(tmp_path: Path) -> None:
         read_annotations(write(tmp_path, "marks.xml", text))
 
 
+def test_asap_missing_coordinate(tmp_path: Path) -> None:
+    body = '<Annotation Type="Dot"><Coordinates><Coordinate Y="5"/></Coordinates></Annotation>'
+    with pytest.raises(AnnotationError, match=r"marks\.xml: annotation 1, coordinate 1, X.*None"):
+        read_annotations(write(tmp_path, "marks.xml", asap(body)))
+
+
 def test_asap_entity_expansion_refused(tmp_path: Path) -> None:
     entities = '<!ENTITY lol "lol">' + "".join(
         f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">'

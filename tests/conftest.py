@@ -1,0 +1,97 @@
+"""Shared fixtures: a tiny exported network (no trained weights) and a click-aware predictor
+computed from the image, so tests need no download and no training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+from PIL import Image
+from skimage.draw import disk
+
+
+class DarknessPredictor:
+    """A stand-in for the network: foreground = dark pixels, weighted by closeness to the
+    inclusion point, suppressed near exclusion points. Deterministic function of the patch."""
+
+    def __init__(self, patch_size: int = 64, sigma: float = 9.0) -> None:
+        self.patch_size = patch_size
+        self.sigma = sigma
+        self.calls: list[int] = []
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.calls.append(len(batch))
+        p = self.patch_size
+        rows, cols = np.mgrid[0:p, 0:p]
+        out = np.empty((len(batch), p, p), np.float32)
+        for k, x in enumerate(batch):
+            dark = 1.0 / (1.0 + np.exp((x[:3].mean(0) - 0.5) * 20.0))
+            r, c = np.argwhere(x[3] > 0)[0]
+            near = np.exp(-((rows - r) ** 2 + (cols - c) ** 2) / (2 * self.sigma**2))
+            out[k] = dark * (0.3 + 0.7 * near)
+        return out
+
+
+def disks_image(shape=(300, 400), centres=(), radius=8, seed=0) -> np.ndarray:
+    """Light background with dark disks (RGB uint8), a little noise."""
+    rng = np.random.default_rng(seed)
+    img = np.full((*shape, 3), 225.0)
+    for x, y in centres:
+        rr, cc = disk((y, x), radius, shape=shape)
+        img[rr, cc] = (70, 50, 120)
+    img += rng.normal(0, 4, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def click_table(xy, *, kind="point", obj="nucleus") -> gpd.GeoDataFrame:
+    xy = np.asarray(xy, np.float64).reshape(-1, 2)
+    return gpd.GeoDataFrame(
+        {
+            "click_id": np.arange(len(xy), dtype=np.int64),
+            "kind": kind,
+            "object": obj,
+            "label": None,
+            "source": [f"test:row {i + 1}" for i in range(len(xy))],
+        },
+        geometry=gpd.points_from_xy(xy[:, 0], xy[:, 1]),
+        crs=None,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A width-0.0625 NuClick with random weights exported to ONNX (64 px patches, 0.5 mpp)."""
+    torch = pytest.importorskip("torch")
+    from nuclick_core.export import export_onnx
+    from nuclick_core.model import NuClick
+    from nuclick_core.runtime import sha256_of
+
+    model_dir = tmp_path_factory.mktemp("models") / "tiny"
+    model_dir.mkdir()
+    torch.manual_seed(0)
+    export_onnx(NuClick(width=0.0625), model_dir / "model.onnx", patch_size=64)
+    card = {
+        "name": "tiny",
+        "object_type": "nucleus",
+        "patch_size": 64,
+        "mpp": 0.5,
+        "postprocess": {"threshold": 0.5, "min_size": 5, "min_hole": 10},
+        "sha256": sha256_of(model_dir / "model.onnx"),
+    }
+    (model_dir / "model.json").write_text(json.dumps(card))
+    return model_dir
+
+
+@pytest.fixture
+def demo_scene(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    """A PNG with 12 dark disks (two touching pairs) and the disk centres."""
+    centres = np.array(
+        [[40, 40], [56, 40], [120, 60], [200, 80], [216, 80], [300, 50],
+         [60, 200], [150, 180], [250, 220], [350, 250], [385, 285], [100, 120]], np.float64
+    )
+    path = tmp_path / "scene.png"
+    Image.fromarray(disks_image(centres=centres)).save(path)
+    return path, centres

@@ -1,0 +1,120 @@
+"""The segmentation run: contract of the output, independence of tiling and batch size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+
+from nuclick_core.engine import ModelGeometry, RunOptions, segment_clicks
+from nuclick_core.postprocess import PostprocessParams
+from nuclick_core.runtime import OnnxPredictor, load_card
+from nuclick_core.slides import open_slide
+from tests.conftest import DarknessPredictor, click_table
+
+PARAMS = PostprocessParams(threshold=0.5, min_size=5, min_hole=10)
+
+
+def _geometries_equal(a, b) -> bool:
+    for ga, gb in zip(a.geometry.values, b.geometry.values, strict=True):
+        if (ga is None) != (gb is None):
+            return False
+        if ga is not None and not ga.equals_exact(gb, 0.0):
+            return False
+    return (a["status"].to_numpy() == b["status"].to_numpy()).all()
+
+
+def _assert_contract(table, n_clicks: int) -> None:
+    assert len(table) == n_clicks
+    assert table["click_id"].tolist() == list(range(n_clicks))
+    ok = table[table["status"] == "ok"].geometry.values
+    assert len(ok) > 0
+    assert shapely.is_valid(ok).all() and not shapely.is_empty(ok).any()
+    tree = shapely.STRtree(ok)
+    a, b = tree.query(ok, predicate="intersects")
+    pairs = a < b
+    if pairs.any():
+        inter = shapely.area(shapely.intersection(ok[a[pairs]], ok[b[pairs]]))
+        assert inter.max() == 0.0
+    for g in ok:
+        assert g.geom_type == "Polygon"  # never fragmented by a neighbour
+
+
+def test_disks_are_segmented_without_overlap(demo_scene) -> None:
+    path, centres = demo_scene
+    slide = open_slide(path, mpp=0.5, fallback_mpp=0.5)
+    table = segment_clicks(
+        slide, click_table(centres), DarknessPredictor(64), ModelGeometry(64, 0.5, PARAMS)
+    )
+    _assert_contract(table, len(centres))
+    assert (table["status"] == "ok").all()
+    # an isolated disk of radius 8 has area ~201 px; touching pairs split between them
+    isolated = table.iloc[[2, 5, 6, 7, 8, 11]]
+    assert np.allclose(isolated["area_px"], np.pi * 8**2, rtol=0.15)
+    for k, (x, y) in enumerate(centres):
+        assert table.geometry.iloc[k].contains(shapely.Point(x, y))
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 32])
+@pytest.mark.parametrize("tile", [16, 100, 4096])
+def test_tiled_equals_single_region_and_batch_independent(demo_scene, batch_size, tile) -> None:
+    path, centres = demo_scene
+    slide = open_slide(path, mpp=0.5, fallback_mpp=0.5)
+    geom = ModelGeometry(64, 0.5, PARAMS)
+    ref = segment_clicks(slide, click_table(centres), DarknessPredictor(64), geom,
+                         batch_size=1, options=RunOptions(tile=100000))
+    pred = DarknessPredictor(64)
+    got = segment_clicks(slide, click_table(centres), pred, geom, batch_size=batch_size,
+                         options=RunOptions(tile=tile))
+    assert max(pred.calls) <= batch_size
+    assert _geometries_equal(ref, got)
+
+
+def test_resampled_slide_tiling_and_scaling(demo_scene) -> None:
+    """A 0.25 um/px slide read at the model's 0.5: shapes come back in level-0 pixels."""
+    path, centres = demo_scene
+    slide = open_slide(path, mpp=0.25, fallback_mpp=0.5)
+    geom = ModelGeometry(64, 0.5, PARAMS)
+    one = segment_clicks(slide, click_table(centres), DarknessPredictor(64), geom,
+                         options=RunOptions(tile=100000))
+    tiled = segment_clicks(slide, click_table(centres), DarknessPredictor(64), geom,
+                           batch_size=5, options=RunOptions(tile=20))
+    assert _geometries_equal(one, tiled)
+    iso = one.iloc[[2, 5, 6, 7, 8, 11]]
+    assert np.allclose(iso["area_px"], np.pi * 8**2, rtol=0.3)  # level-0 px, not model px
+    assert np.allclose(iso["area_um2"], iso["area_px"] * 0.25**2)
+
+
+def test_onnx_batch_sizes_agree(demo_scene, tiny_model) -> None:
+    path, centres = demo_scene
+    card = load_card(tiny_model)
+    slide = open_slide(path, mpp=0.5, fallback_mpp=0.5)
+    geom = ModelGeometry(card.patch_size, card.mpp, card.postprocess)
+    results = []
+    for bs, tile in [(1, 100000), (7, 50), (32, 30)]:
+        pred = OnnxPredictor(card, batch_size=bs, threads=1)
+        results.append(segment_clicks(slide, click_table(centres), pred, geom, batch_size=bs,
+                                      options=RunOptions(tile=tile)))
+    assert _geometries_equal(results[0], results[1])
+    assert _geometries_equal(results[0], results[2])
+
+
+def test_statuses_for_marks_that_cannot_be_segmented(demo_scene) -> None:
+    path, centres = demo_scene
+    slide = open_slide(path, mpp=0.5, fallback_mpp=0.5)
+    xy = np.vstack([centres[:2], [[5000, 10]], [[395, 5]], [[-3, 40]]])
+    table = segment_clicks(slide, click_table(xy), DarknessPredictor(64),
+                           ModelGeometry(64, 0.5, PARAMS))
+    assert table["status"].tolist()[:2] == ["ok", "ok"]
+    assert table["status"].iloc[2] == "outside_slide"
+    assert table["status"].iloc[3] in ("empty", "click_outside_mask")  # white glass
+    assert table["status"].iloc[4] == "outside_slide"
+    assert table.geometry.iloc[2:].isna().all()
+
+
+def test_empty_click_table(demo_scene) -> None:
+    path, _ = demo_scene
+    slide = open_slide(path, mpp=0.5, fallback_mpp=0.5)
+    table = segment_clicks(slide, click_table(np.zeros((0, 2))), DarknessPredictor(64),
+                           ModelGeometry(64, 0.5, PARAMS))
+    assert len(table) == 0
