@@ -167,6 +167,26 @@ def _cmd_detect_seeds(args: argparse.Namespace) -> None:
     log.info("wrote %d seeds to %s", len(xy), out)
 
 
+def _cmd_export(args: argparse.Namespace) -> None:
+    import json
+
+    from nuclick_core.export import export_model
+
+    card_extra = json.loads(Path(args.card_extra).read_text()) if args.card_extra else {}
+    postprocess = {
+        "threshold": args.threshold,
+        "min_size": args.min_size,
+        "min_hole": args.min_hole,
+        "click_tolerance": args.click_tolerance,
+    }
+    card = export_model(
+        Path(args.checkpoint), Path(args.out), name=args.name or Path(args.out).name,
+        mpp=args.mpp, postprocess=postprocess, card_extra=card_extra,
+    )
+    log.info("exported %s (parity %.1e, sha256 %s)", args.out, card["parity_max_abs_diff"],
+             card["sha256"][:12])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nuclick", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -190,6 +210,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="checkpoint folder (keep it outside the repo)")
     p.add_argument("--restart", action="store_true", help="ignore an existing last.pt")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("export", help="training checkpoint -> ONNX model folder with model.json")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True, help="model folder, e.g. models/nuclei-light")
+    p.add_argument("--name", help="model name (default: the folder name)")
+    p.add_argument("--mpp", type=float, required=True, help="um/px the model was trained at")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--min-size", type=int, default=10, help="smallest object, model pixels")
+    p.add_argument("--min-hole", type=int, default=30, help="holes below this are filled")
+    p.add_argument("--click-tolerance", type=float, default=3.0)
+    p.add_argument("--card-extra", help="JSON file merged into model.json (data, licence)")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("segment", help="segment the clicks of one slide")
     p.add_argument("--slide", required=True, help="slide (OpenSlide format) or PNG/JPEG/TIFF")

@@ -24,14 +24,13 @@ _TRIES = 200  # placement attempts per object before giving up
 MIN_AREA = 12  # smallest object (pixels) a scene may contain
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Scene:
-    """A synthetic image with its instance labels.
+    """A synthetic RGB image with exact instance labels.
 
     Attributes
     ----------
     image : ndarray of uint8, shape (H, W, 3)
-        RGB image.
     labels : ndarray of int32, shape (H, W)
         Instance ids 1..N in placement order, 0 for background.
     centroids : ndarray of float64, shape (N, 2)
@@ -46,9 +45,9 @@ class Scene:
     kind: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class GlandScene(Scene):
-    """A glands scene; ``holes[k]`` tells whether gland ``k + 1`` excludes its lumen (annulus)."""
+    """A glands scene; ``holes[k]`` is True when gland ``k + 1`` excludes its lumen (annulus)."""
 
     holes: tuple[bool, ...] = ()
 
@@ -67,53 +66,63 @@ class _Blob:
 
 
 # ---------------------------------------------------------------- argument checks
-def _check_size(size: tuple[int, int], minimum: int) -> tuple[int, int]:
-    ok = len(size) == 2 and all(int(s) == s and s >= minimum for s in size)
-    if not ok:
-        raise ValueError(
-            f"size={size!r} must be two integers (height, width), each at least {minimum}; "
-            f"pass e.g. size=({4 * minimum}, {4 * minimum})"
+def _fail(name: str, value: object, need: str) -> ValueError:
+    return ValueError(f"{name}={value!r} {need}")
+
+
+def _size(size: tuple[int, int], minimum: int) -> tuple[int, int]:
+    arr = np.asarray(size)
+    if not (arr.shape == (2,) and np.issubdtype(arr.dtype, np.number)) or np.any(
+        (arr != np.round(arr)) | (arr < minimum)
+    ):
+        raise _fail(
+            "size",
+            size,
+            f"must be two integers (height, width), each at least "
+            f"{minimum}; pass e.g. size=({4 * minimum}, {4 * minimum})",
         )
-    return int(size[0]), int(size[1])
+    return int(arr[0]), int(arr[1])
 
 
-def _check_count(name: str, value: int) -> int:
-    if int(value) != value or value < 0:
-        raise ValueError(f"{name}={value!r} must be a non-negative integer; pass e.g. {name}=10")
+def _count(name: str, value: int) -> int:
+    if not isinstance(value, (int, np.integer)) or value < 0:
+        raise _fail(name, value, f"must be a non-negative integer; pass e.g. {name}=10")
     return int(value)
 
 
-def _check_range(name: str, value: tuple[float, float], low: float) -> tuple[float, float]:
-    if len(value) != 2 or not low <= value[0] <= value[1]:
-        raise ValueError(
-            f"{name}={value!r} must be a pair (low, high) with {low} <= low <= high; "
-            f"swap or raise the bounds"
+def _pair(name: str, value: tuple[float, float], low: float) -> tuple[float, float]:
+    arr = np.asarray(value, dtype=float) if np.ndim(value) == 1 else np.zeros(0)
+    if arr.shape != (2,) or not low <= arr[0] <= arr[1]:
+        raise _fail(
+            name,
+            value,
+            f"must be a pair (low, high) with {low} <= low <= high; swap or raise the bounds",
         )
-    return float(value[0]), float(value[1])
+    return float(arr[0]), float(arr[1])
 
 
-def _check_scalar(name: str, value: float, high: float = np.inf) -> float:
-    if not 0 <= value <= high:
-        raise ValueError(f"{name}={value!r} must lie in [0, {high}]; pass a value in that range")
+def _unit(name: str, value: float) -> float:
+    if not 0 <= value <= 1:
+        raise _fail(name, value, "must lie in [0, 1]; pass a value in that range")
     return float(value)
 
 
-def _check_render(jitter: float, blur: tuple[float, float], noise: float) -> None:
-    _check_scalar("stain_jitter", jitter, 1.0)
-    _check_range("blur_sigma", blur, 0.0)
-    _check_scalar("noise_sigma", noise, 1.0)
+def _render_args(jitter: float, blur: tuple[float, float], noise: float) -> None:
+    _unit("stain_jitter", jitter)
+    _pair("blur_sigma", blur, 0.0)
+    _unit("noise_sigma", noise)
 
 
-def _check_capacity(
-    name: str, count: int, radii: tuple[float, float], hw: tuple[int, int], fill: float
-) -> None:
+def _capacity(name: str, n: int, radii: tuple[float, float], hw: tuple[int, int], fill: float):
     lo, hi = radii
-    cover = count * np.pi * (lo * lo + lo * hi + hi * hi) / 3 / (hw[0] * hw[1])
+    cover = n * np.pi * (lo * lo + lo * hi + hi * hi) / 3 / (hw[0] * hw[1])
     if cover > fill:
-        raise ValueError(
-            f"{name}={count} objects with radius_range={radii} would cover {cover:.0%} of "
-            f"size={hw}, more than the {fill:.0%} that fits; lower {name} or radius_range, "
-            f"or enlarge size"
+        raise _fail(
+            name,
+            n,
+            f"objects with radius_range={radii} would cover {cover:.0%} of "
+            f"size={hw}, more than the {fill:.0%} that fits; lower {name} or "
+            f"radius_range, or enlarge size",
         )
 
 
@@ -132,7 +141,10 @@ def _field(
     """Approximate signed distance (px, negative inside) to ``blob`` on its clipped bounding box."""
     ext = max(blob.a, blob.b) * (1 + blob.amps.sum()) + pad + 2
     r0, c0 = min(max(int(blob.cy - ext), 0), hw[0]), min(max(int(blob.cx - ext), 0), hw[1])
-    r1, c1 = max(min(int(blob.cy + ext) + 1, hw[0]), r0), max(min(int(blob.cx + ext) + 1, hw[1]), c0)
+    r1, c1 = (
+        max(min(int(blob.cy + ext) + 1, hw[0]), r0),
+        max(min(int(blob.cx + ext) + 1, hw[1]), c0),
+    )
     yy, xx = np.ogrid[r0:r1:step, c0:c1:step]
     dy, dx = yy - blob.cy, xx - blob.cx
     cos, sin = np.cos(blob.angle), np.sin(blob.angle)
@@ -241,8 +253,9 @@ def _render(
     noise: float,
 ) -> np.ndarray:
     """Beer-Lambert: sum concentration x stain vector, to RGB, then blur and add noise."""
-    od = sum(np.clip(c, 0, None).astype(np.float32)[..., None] * v.astype(np.float32)
-             for c, v in layers)
+    od = sum(
+        np.clip(c, 0, None).astype(np.float32)[..., None] * v.astype(np.float32) for c, v in layers
+    )
     rgb = np.float32(10.0) ** (-np.asarray(od))
     sigma = rng.uniform(*blur)
     if sigma > 0:
@@ -295,6 +308,16 @@ def _along(
 
 
 # ---------------------------------------------------------------- scenes
+_COMMON = """seed : int
+        Seed of the random generator; equal seeds give identical scenes.
+    stain_jitter : float
+        Per-scene variation of stain hue and intensity, in [0, 1].
+    blur_sigma : (float, float)
+        Range of the Gaussian blur (pixels) drawn per scene.
+    noise_sigma : float
+        Standard deviation of the additive Gaussian noise (intensity in [0, 1])."""
+
+
 def nuclei_scene(
     *,
     size: tuple[int, int] = (256, 256),
@@ -314,18 +337,11 @@ def nuclei_scene(
         Image height and width, each at least 32.
     n_nuclei : int
         Number of labelled nuclei.
-    seed : int
-        Seed of the random generator; equal seeds give identical scenes.
     radius_range : (float, float)
         Range of the nuclei's mean radius in pixels (low at least 2).
     clump_fraction : float
         Fraction of nuclei placed in touching (never overlapping) clumps of 2-4.
-    stain_jitter : float
-        Per-scene variation of stain hue and intensity, in [0, 1].
-    blur_sigma : (float, float)
-        Range of the Gaussian blur (pixels) drawn per scene.
-    noise_sigma : float
-        Standard deviation of the additive Gaussian noise (intensity in [0, 1]).
+    {common}
 
     Returns
     -------
@@ -343,19 +359,18 @@ def nuclei_scene(
     >>> scene.image.shape, int(scene.labels.max()), scene.centroids.shape
     ((64, 64, 3), 5, (5, 2))
     """
-    hw = _check_size(size, 32)
-    n = _check_count("n_nuclei", n_nuclei)
-    radii = _check_range("radius_range", radius_range, 2.0)
-    _check_scalar("clump_fraction", clump_fraction, 1.0)
-    _check_render(stain_jitter, blur_sigma, noise_sigma)
-    _check_capacity("n_nuclei", n, radii, hw, 0.35)
+    hw, n = _size(size, 32), _count("n_nuclei", n_nuclei)
+    radii = _pair("radius_range", radius_range, 2.0)
+    _unit("clump_fraction", clump_fraction)
+    _render_args(stain_jitter, blur_sigma, noise_sigma)
+    _capacity("n_nuclei", n, radii, hw, 0.35)
     rng = np.random.default_rng(seed)
     sizes = _group_sizes(rng, n, clump_fraction)
     labels, _ = _place(rng, hw, sizes, radii, (1.8, 0.15, 4), f"n_nuclei={n}")
     h_vec, e_vec = _stains(rng, stain_jitter, _H, _E)
     fg = labels > 0
     edge, seam = _boundaries(labels)
-    rim = np.exp(-ndi.distance_transform_edt(~edge) / 1.2)
+    rim = np.exp(-ndi.distance_transform_edt(~edge) / 1.2)  # darker nuclear membrane
     level = rng.uniform(0.6, 1.1, n + 1)[labels]
     h = fg * level * (0.75 + 0.2 * _noise(rng, hw, 0.8) + 0.35 * rim) * np.where(seam, 0.55, 1)
     e = 0.32 * (1 + 0.2 * _noise(rng, hw, 1.5) + 0.15 * _noise(rng, hw, 8.0))
@@ -386,9 +401,7 @@ def cells_scene(
     size : (int, int)
         Image height and width, each at least 64.
     n_cells : int
-        Number of labelled white cells (label = cytoplasm and nucleus).
-    seed : int
-        Seed of the random generator; equal seeds give identical scenes.
+        Number of white cells, each labelled whole (cytoplasm and lobed or round nucleus).
     radius_range : (float, float)
         Range of the white cells' radius in pixels (low at least 4).
     touch_fraction : float
@@ -397,8 +410,7 @@ def cells_scene(
         Range of the red cells' radius in pixels (low at least 2).
     red_density : float
         How densely red cells pack the free space, in [0, 1].
-    stain_jitter, blur_sigma, noise_sigma
-        As in `nuclei_scene`.
+    {common}
 
     Returns
     -------
@@ -416,14 +428,12 @@ def cells_scene(
     >>> sorted(int(k) for k in set(scene.labels.ravel()))
     [0, 1, 2, 3]
     """
-    hw = _check_size(size, 64)
-    n = _check_count("n_cells", n_cells)
-    radii = _check_range("radius_range", radius_range, 4.0)
-    red = _check_range("red_radius", red_radius, 2.0)
-    _check_scalar("touch_fraction", touch_fraction, 1.0)
-    _check_scalar("red_density", red_density, 1.0)
-    _check_render(stain_jitter, blur_sigma, noise_sigma)
-    _check_capacity("n_cells", n, radii, hw, 0.45)
+    hw, n = _size(size, 64), _count("n_cells", n_cells)
+    radii, red = _pair("radius_range", radius_range, 4.0), _pair("red_radius", red_radius, 2.0)
+    _unit("touch_fraction", touch_fraction)
+    _unit("red_density", red_density)
+    _render_args(stain_jitter, blur_sigma, noise_sigma)
+    _capacity("n_cells", n, radii, hw, 0.45)
     rng = np.random.default_rng(seed)
     sizes = _group_sizes(rng, n, touch_fraction)
     labels, blobs = _place(rng, hw, sizes, radii, (1.15, 0.05, 3), f"n_cells={n}")
@@ -431,28 +441,23 @@ def cells_scene(
     fg = labels > 0
     h = 0.015 * (1 + 0.3 * _noise(rng, hw, 20.0))
     e = 0.04 * (1 + 0.3 * _noise(rng, hw, 20.0))
-    for k, blob in enumerate(blobs, start=1):  # nucleus and cytoplasm of each white cell
-        r = np.sqrt(blob.a * blob.b)
-        lobed = rng.random() < 0.6
-        turn = rng.uniform(0, 2 * np.pi)
+    for k, blob in enumerate(blobs, start=1):  # 60 % lobed (neutrophil), 40 % round nucleus
+        r, lobed, turn = np.sqrt(blob.a * blob.b), rng.random() < 0.6, rng.uniform(0, 2 * np.pi)
         n_lobes = int(rng.integers(2, 5)) if lobed else 1
+        dist, size_ = (0.38 * r, 0.3 * r) if lobed else (0.12 * r, 0.68 * r)
         for i in range(n_lobes):
             t = turn + i * 1.5 * np.pi / n_lobes
-            d, rl = (0.38 * r, 0.3 * r) if lobed else (0.12 * r, 0.68 * r)
-            lobe = _draw_blob(rng, blob.cy + d * np.sin(t), blob.cx + d * np.cos(t), rl, 1.3,
-                              0.12, 3)
-            sl, f = _field(lobe, hw)
+            cy, cx = blob.cy + dist * np.sin(t), blob.cx + dist * np.cos(t)
+            sl, f = _field(_draw_blob(rng, cy, cx, size_, 1.3, 0.12, 3), hw)
             inside = (f <= 0) & (labels[sl] == k)
-            h[sl][inside] = rng.uniform(0.8, 1.1)
-            e[sl][inside] = 0.08
+            h[sl][inside], e[sl][inside] = rng.uniform(0.8, 1.1), 0.08
         cyto = (labels == k) & (h < 0.5)
         h[cyto], e[cyto] = (0.06, 0.12) if lobed else (0.2, 0.03)
     h = np.where(fg, h * (1 + 0.12 * _noise(rng, hw, 1.0)), h)
-    cand = np.column_stack([rng.uniform(0, hw[0], 4000), rng.uniform(0, hw[1], 4000)])
     free = ndi.distance_transform_edt(~fg)
     spacing = 2 * red[1] * (1.3 - 0.6 * red_density)
     kept = np.empty((0, 2))
-    for p in cand:
+    for p in rng.uniform(0, 1, (4000, 2)) * hw:  # greedy packing of red cells
         if free[int(p[0]), int(p[1])] > 0.7 * red[0] and (
             kept.size == 0 or np.min(np.hypot(*(kept - p).T)) >= spacing
         ):
@@ -461,12 +466,49 @@ def cells_scene(
     for cy, cx in kept:
         rr = rng.uniform(*red)
         sl, f = _field(_draw_blob(rng, cy, cx, rr, 1.15, 0.05, 3), hw, pad=2.0)
-        d = f + rr  # approximate distance from the red cell's centre
-        pallor = 1 - 0.6 * np.exp(-((d / (0.5 * rr)) ** 2))
+        pallor = 1 - 0.6 * np.exp(-(((f + rr) / (0.5 * rr)) ** 2))  # paler centre
         rbc[sl] += 0.32 / (1 + np.exp(f / 0.7)) * pallor
     rbc[fg] = 0
     image = _render(rng, [(h, h_vec), (e, e_vec), (rbc, r_vec)], blur_sigma, noise_sigma)
     return Scene(image, labels, _centroids(labels, n), "cells")
+
+
+def _gland(
+    rng: np.random.Generator,
+    hw: tuple[int, int],
+    radii: tuple[float, float],
+    rims: tuple[float, float],
+    occupied: np.ndarray,
+    hole: bool,
+) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray, np.ndarray, float] | None:
+    """One try at a gland clear of ``occupied``: (slices, label mask, lumen, depth, rim)."""
+    cy, cx = rng.uniform(0, hw[0]), rng.uniform(0, hw[1])
+    blob = _draw_blob(rng, cy, cx, rng.uniform(*radii), 1.8, 0.3, 6)
+    area = 0.4 * np.pi * blob.a * blob.b
+    sl4, f4 = _field(blob, hw, step=4)  # cheap coarse check first
+    inside = occupied[sl4][f4 <= 0]
+    if inside.mean() > 0.1 or 16 * inside.size < area:
+        return None
+    sl, f = _field(blob, hw)
+    claim = (f <= 0) & ~occupied[sl]
+    if claim.sum() < max(0.9 * np.count_nonzero(f <= 0), area) or _enclosed(claim).any():
+        return None
+    depth = ndi.distance_transform_edt(claim)
+    rim = rng.uniform(*rims)
+    lumen = depth > rim
+    lab = claim & ~lumen if hole else claim
+    if ndi.label(lab)[1] != 1 or not lumen.any():
+        return None
+    if hole and np.count_nonzero(_enclosed(lab)) < lumen.sum():
+        return None  # the lumen must be fully enclosed (not cut by the image border)
+    return sl, lab, lumen, depth, rim
+
+
+def _enclosed(mask: np.ndarray) -> np.ndarray:
+    """Background pixels of ``mask`` not connected (4-neighbours) to its border."""
+    comps, _ = ndi.label(~mask)
+    border = np.unique(np.concatenate([comps[0], comps[-1], comps[:, 0], comps[:, -1]]))
+    return (comps > 0) & ~np.isin(comps, border)
 
 
 def glands_scene(
@@ -481,7 +523,7 @@ def glands_scene(
     blur_sigma: tuple[float, float] = (0.5, 1.2),
     noise_sigma: float = 0.02,
 ) -> GlandScene:
-    """Colon-like glands: a rim of epithelial nuclei around a pale lumen, in pink stroma.
+    """Colon-like glands: epithelium with basal nuclei around a pale lumen, in pink stroma.
 
     Glands never overlap; two may touch. A gland with a hole is labelled as an annulus: its
     lumen is background (0) fully enclosed by the gland. Other glands include their lumen.
@@ -492,16 +534,13 @@ def glands_scene(
         Image height and width, each at least 64.
     n_glands : int
         Number of labelled glands.
-    seed : int
-        Seed of the random generator; equal seeds give identical scenes.
     hole_fraction : float
         Fraction of glands (rounded) whose label excludes the lumen.
     radius_range : (float, float)
         Range of the glands' mean radius in pixels; low at least ``rim_width[1]``.
     rim_width : (float, float)
-        Range of the epithelial rim's width in pixels (low at least 3).
-    stain_jitter, blur_sigma, noise_sigma
-        As in `nuclei_scene`.
+        Range of the epithelium's width in pixels (low at least 3).
+    {common}
 
     Returns
     -------
@@ -519,64 +558,46 @@ def glands_scene(
     >>> len(scene.holes), int(scene.labels.max())
     (2, 2)
     """
-    hw = _check_size(size, 64)
-    n = _check_count("n_glands", n_glands)
-    _check_scalar("hole_fraction", hole_fraction, 1.0)
-    rims = _check_range("rim_width", rim_width, 3.0)
-    radii = _check_range("radius_range", radius_range, rims[1])
-    _check_render(stain_jitter, blur_sigma, noise_sigma)
-    _check_capacity("n_glands", n, radii, hw, 0.55)
+    hw, n = _size(size, 64), _count("n_glands", n_glands)
+    _unit("hole_fraction", hole_fraction)
+    rims = _pair("rim_width", rim_width, 3.0)
+    radii = _pair("radius_range", radius_range, rims[1])
+    _render_args(stain_jitter, blur_sigma, noise_sigma)
+    _capacity("n_glands", n, radii, hw, 0.55)
     rng = np.random.default_rng(seed)
     holes = np.zeros(n, bool)
     holes[rng.permutation(n)[: round(hole_fraction * n)]] = True
-    labels, lumen = np.zeros(hw, np.int32), np.zeros(hw, bool)
-    occupied = np.zeros(hw, bool)  # glands including every lumen
+    labels, lumen, occupied = np.zeros(hw, np.int32), np.zeros(hw, bool), np.zeros(hw, bool)
     none = (np.empty((0, 2)), np.empty((0, 2)))
     nuclei, goblets = [none], [none]  # (points, inward normals): epithelial nuclei, goblet cells
     for k in range(1, n + 1):
         for _ in range(_TRIES):
-            cy, cx = rng.uniform(0, hw[0]), rng.uniform(0, hw[1])
-            blob = _draw_blob(rng, cy, cx, rng.uniform(*radii), 1.8, 0.3, 6)
-            sl4, f4 = _field(blob, hw, step=4)  # cheap coarse check first
-            inside = occupied[sl4][f4 <= 0]
-            if inside.mean() > 0.1 or 16 * inside.size < 0.4 * np.pi * blob.a * blob.b:
-                continue
-            sl, f = _field(blob, hw)
-            mask = f <= 0
-            claim = mask & ~occupied[sl]
-            if claim.sum() < max(0.9 * mask.sum(), 0.4 * np.pi * blob.a * blob.b):
-                continue
-            depth = ndi.distance_transform_edt(claim)
-            rim = rng.uniform(*rims)
-            lum = depth > rim
-            lab = claim & ~lum if holes[k - 1] else claim
-            if ndi.label(lab)[1] != 1 or not lum.any():
-                continue
-            if holes[k - 1] and (ndi.binary_fill_holes(lab) & ~lab).sum() < lum.sum():
-                continue  # the lumen must be fully enclosed (not cut by the image border)
-            labels[sl][lab], lumen[sl] = k, lumen[sl] | lum
-            occupied[sl] |= claim
-            offset = np.array([sl[0].start, sl[1].start])
-            for out, level, spacing in ((nuclei, 5.0, 5.5), (goblets, 0.55 * rim, 8.0)):
-                p, d = _along(rng, depth, level, spacing * rng.uniform(0.9, 1.1))
-                out.append((p + offset + rng.normal(0, 0.5, p.shape), d))
-            break
+            if (got := _gland(rng, hw, radii, rims, occupied, bool(holes[k - 1]))) is not None:
+                break
         else:
-            raise ValueError(
-                f"could not place gland {k} of n_glands={n} in size={hw} after {_TRIES} tries; "
-                f"lower n_glands or radius_range, or enlarge size"
+            raise _fail(
+                "n_glands",
+                n,
+                f"do not fit: gland {k} found no free place in size={hw} "
+                f"after {_TRIES} tries; lower n_glands or radius_range, or enlarge size",
             )
+        sl, lab, lum, depth, rim = got
+        labels[sl][lab] = k
+        lumen[sl] |= lum
+        occupied[sl] |= depth > 0
+        offset = np.array([sl[0].start, sl[1].start])
+        for out, level, spacing in ((nuclei, 5.0, 5.5), (goblets, 0.55 * rim, 8.0)):
+            p, d = _along(rng, depth, level, spacing * rng.uniform(0.9, 1.1))
+            out.append((p + offset + rng.normal(0, 0.5, p.shape), d))
     h_vec, e_vec = _stains(rng, stain_jitter, _H, _E)
     epi = occupied & ~lumen
-    mix = 1 / (1 + np.exp(-2 * _noise(rng, hw, 40.0)))
+    mix = 1 / (1 + np.exp(-2 * _noise(rng, hw, 40.0)))  # fibre direction varies slowly
     fibre = mix * _noise(rng, hw, (0.8, 5.0)) + (1 - mix) * _noise(rng, hw, (5.0, 0.8))
     clefts = np.clip(_noise(rng, hw, 10.0) - 1.5, 0, 1)
     texture = 0.12 * fibre + 0.12 * _noise(rng, hw, 1.5) + 0.15 * _noise(rng, hw, 30.0)
-    e = 0.26 * (1 + texture) * (1 - 0.8 * clefts)
-    h = 0.03 * (1 - clefts) + 0.015 * _noise(rng, hw, 2.0)
-    e = np.where(epi, 0.25 * (1 + 0.15 * _noise(rng, hw, 2.0)), e)
-    h = np.where(epi, 0.12 * (1 + 0.2 * _noise(rng, hw, 2.0)), h)
-    e, h = np.where(lumen, 0.05, e), np.where(lumen, 0.01, h)
+    e = np.where(epi, 0.25 * (1 + 0.15 * _noise(rng, hw, 2.0)), 0.26 * (1 + texture))
+    h = np.where(epi, 0.12 * (1 + 0.2 * _noise(rng, hw, 2.0)), 0.03 + 0.015 * _noise(rng, hw, 2))
+    e, h = np.where(lumen, 0.05, e * (1 - 0.8 * clefts)), np.where(lumen, 0.01, h)
     p, d = (np.concatenate(x) for x in zip(*goblets, strict=True))
     goblet = _capsules(hw, p, d, np.zeros(len(p)), np.full(len(p), 3.5)) * epi
     e, h = e * (1 - 0.6 * goblet), h * (1 - 0.3 * goblet)
@@ -588,12 +609,18 @@ def glands_scene(
     width = np.concatenate([np.full(len(p) - m, 2.0), np.where(spindle, 1.8, 3.0)])
     nuc = _capsules(hw, p, d, half, width) * (epi | ~occupied)
     h = h + nuc * (0.9 + 0.15 * _noise(rng, hw, 0.8))
-    e = e * (1 - 0.5 * nuc)
-    image = _render(rng, [(h, h_vec), (e, e_vec)], blur_sigma, noise_sigma)
-    return GlandScene(image, labels, _centroids(labels, n), "glands", tuple(bool(x) for x in holes))
+    image = _render(rng, [(h, h_vec), (e * (1 - 0.5 * nuc), e_vec)], blur_sigma, noise_sigma)
+    holes_t = tuple(bool(x) for x in holes)
+    return GlandScene(image, labels, _centroids(labels, n), "glands", holes_t)
 
 
-def scene_to_png(scene: Scene, image_path: str | os.PathLike, label_path: str | os.PathLike) -> None:
+for _func in (nuclei_scene, cells_scene, glands_scene):
+    _func.__doc__ = (_func.__doc__ or "").replace("{common}", _COMMON)
+
+
+def scene_to_png(
+    scene: Scene, image_path: str | os.PathLike, label_path: str | os.PathLike
+) -> None:
     """Write ``scene.image`` as an RGB PNG and ``scene.labels`` as a 16-bit label PNG.
 
     Raises
@@ -607,10 +634,12 @@ def scene_to_png(scene: Scene, image_path: str | os.PathLike, label_path: str | 
     >>> d = pathlib.Path(tempfile.mkdtemp())
     >>> scene_to_png(nuclei_scene(size=(32, 32), n_nuclei=2), d / "im.png", d / "lab.png")
     """
-    if scene.labels.min() < 0 or scene.labels.max() > np.iinfo(np.uint16).max:
-        raise ValueError(
-            f"scene.labels spans {scene.labels.min()}..{scene.labels.max()}, outside the uint16 "
-            f"range 0..65535 of a label PNG; relabel or split the scene"
+    low, high = int(scene.labels.min(initial=0)), int(scene.labels.max(initial=0))
+    if low < 0 or high > np.iinfo(np.uint16).max:
+        raise _fail(
+            "scene.labels",
+            f"{low}..{high}",
+            "lies outside the range 0..65535 of a 16-bit label PNG; relabel or split the scene",
         )
-    Image.fromarray(np.ascontiguousarray(scene.image, dtype=np.uint8), mode="RGB").save(image_path)
+    Image.fromarray(np.ascontiguousarray(scene.image, dtype=np.uint8)).save(image_path)
     Image.fromarray(scene.labels.astype(np.uint16)).save(label_path)

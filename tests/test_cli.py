@@ -1,0 +1,101 @@
+"""`nuclick segment` end to end: output contract, provenance, and bad inputs that leave no file."""
+
+from __future__ import annotations
+
+import json
+
+import geopandas as gpd
+import pyarrow.parquet as pq
+import pytest
+import shapely
+
+from nuclick_core.cli import main
+from nuclick_core.tables import read_provenance
+
+
+def _csv(path, centres) -> None:
+    path.write_text("x,y\n" + "".join(f"{x},{y}\n" for x, y in centres))
+
+
+def test_segment_writes_geoparquet_and_geojson(tmp_path, demo_scene, tiny_model) -> None:
+    image, centres = demo_scene
+    clicks = tmp_path / "clicks.csv"
+    _csv(clicks, centres)
+    out, gj = tmp_path / "out" / "instances.parquet", tmp_path / "out" / "instances.geojson"
+    code = main(["segment", "--slide", str(image), "--annotations", str(clicks), "--out", str(out),
+                 "--geojson", str(gj), "--model", str(tiny_model), "--mpp", "0.5",
+                 "--threads", "1", "--batch-size", "4"])
+    assert code == 0
+    geo = json.loads(pq.read_schema(out).metadata[b"geo"])
+    assert geo["version"] == "1.1.0"
+    column = geo["columns"]["geometry"]
+    assert column["crs"] is None and "bbox" in column["covering"]
+    table = gpd.read_parquet(out)
+    assert len(table) == len(centres)
+    assert sorted(table["click_id"]) == list(range(len(centres)))
+    ok = table[table["status"] == "ok"]
+    if len(ok):
+        x0, y0, x1, y1 = shapely.total_bounds(ok.geometry.values)
+        box = (x0, y0, (x0 + x1) / 2, (y0 + y1) / 2)
+        sub = gpd.read_parquet(out, bbox=box)
+        want = set(ok[ok.intersects(shapely.box(*box))]["click_id"])
+        assert want <= set(sub["click_id"])
+    prov = read_provenance(out)
+    assert prov["model"]["name"] == "tiny" and len(prov["model"]["sha256"]) == 64
+    assert prov["slide"]["mpp"] == 0.5 and prov["slide"]["mpp_source"] == "user"
+    features = json.loads(gj.read_text())["features"]
+    assert len(features) == len(ok)
+    if features:
+        props = features[0]["properties"]
+        assert props["objectType"] == "detection"
+        assert {"name", "color"} <= set(props["classification"])
+        assert {"score", "area_um2"} <= set(props["measurements"])
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "does not exist"),
+        ("", "no marks"),
+        ("a,b\n1,2\n", "x"),
+        ("x,y\n10,abc\n", "abc"),
+        ("x,y\n10,10\n10,10\n", "uplicat"),
+        ("x,y\n5000,5000\n6000,7000\n", "level-0"),
+        ('{"type": "Feature", "geometry": {"type": "Polygon", "coordinates": '
+         '[[[0,0],[1,0],[1,1],[0,0]]]}, "properties": {}}', "Polygon"),
+    ],
+)
+def test_bad_annotations_fail_cleanly(tmp_path, demo_scene, tiny_model, caplog, content, message):
+    image, _ = demo_scene
+    suffix = ".geojson" if content and content.startswith("{") else ".csv"
+    clicks = tmp_path / f"clicks{suffix}"
+    if content is not None:
+        clicks.write_text(content)
+    out = tmp_path / "out" / "instances.parquet"
+    code = main(["segment", "--slide", str(image), "--annotations", str(clicks), "--out", str(out),
+                 "--model", str(tiny_model), "--mpp", "0.5", "--threads", "1"])
+    assert code == 2
+    assert message in caplog.text
+    assert str(clicks.name) in caplog.text
+    assert not out.exists()
+    assert not any(out.parent.glob("*")) if out.parent.exists() else True
+
+
+def test_unreadable_slide_fails_cleanly(tmp_path, tiny_model, caplog) -> None:
+    slide = tmp_path / "broken.svs"
+    slide.write_bytes(b"nonsense")
+    clicks = tmp_path / "c.csv"
+    _csv(clicks, [(1, 1)])
+    out = tmp_path / "o.parquet"
+    code = main(["segment", "--slide", str(slide), "--annotations", str(clicks), "--out", str(out),
+                 "--model", str(tiny_model)])
+    assert code == 2 and "broken.svs" in caplog.text and not out.exists()
+
+
+def test_unknown_model_is_a_clear_error(tmp_path, demo_scene, caplog) -> None:
+    image, centres = demo_scene
+    clicks = tmp_path / "c.csv"
+    _csv(clicks, centres)
+    code = main(["segment", "--slide", str(image), "--annotations", str(clicks),
+                 "--out", str(tmp_path / "o.parquet"), "--model", "no-such-model"])
+    assert code == 2 and "no-such-model" in caplog.text

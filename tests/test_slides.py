@@ -1,0 +1,99 @@
+"""Opening slides and reading regions on the model grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nuclick_core.errors import SlideError
+from nuclick_core.slides import best_level, open_slide, read_grid_region
+
+tifffile = pytest.importorskip("tifffile")
+
+
+def _pyramid(path: Path, img: np.ndarray, mpp: float | None = 0.25) -> Path:
+    """A tiled pyramidal TIFF, one top-level page per level (OpenSlide's generic-tiff)."""
+    with tifffile.TiffWriter(path) as tw:
+        for d in (1, 2, 4):
+            kwargs = {}
+            if mpp is not None:
+                kwargs = {"resolution": (1e4 / mpp / d, 1e4 / mpp / d), "resolutionunit": "CENTIMETER"}
+            tw.write(img[::d, ::d], tile=(64, 64), photometric="rgb", subfiletype=int(d > 1), **kwargs)
+    return path
+
+
+@pytest.fixture
+def smooth_image() -> np.ndarray:
+    yy, xx = np.mgrid[0:256, 0:384]
+    img = np.stack([xx % 256, yy % 256, (xx + yy) % 256], -1)
+    return img.astype(np.uint8)
+
+
+def test_openslide_pyramid_mpp_and_levels(tmp_path, smooth_image) -> None:
+    slide = open_slide(_pyramid(tmp_path / "s.tif", smooth_image), fallback_mpp=0.5)
+    assert (slide.width, slide.height) == (384, 256)
+    assert slide.mpp == pytest.approx(0.25)
+    assert slide.mpp_source == "slide"
+    assert slide.level_downsamples == (1.0, 2.0, 4.0)
+    assert best_level(slide, 2.0) == 1
+    assert best_level(slide, 3.0) == 1
+    assert best_level(slide, 0.5) == 0
+    # at the slide's own mpp the read is an exact copy of level 0
+    region = read_grid_region(slide, 10, 20, 50, 40, target_mpp=0.25)
+    assert np.array_equal(region, smooth_image[20:60, 10:60])
+    # at 4x the mpp it is level 2 copied exactly
+    region = read_grid_region(slide, 3, 5, 20, 10, target_mpp=1.0)
+    assert np.array_equal(region, smooth_image[::4, ::4][5:15, 3:23])
+    slide.close()
+
+
+def test_resampled_region_is_independent_of_the_window(tmp_path, smooth_image) -> None:
+    slide = open_slide(_pyramid(tmp_path / "s.tif", smooth_image), fallback_mpp=0.5)
+    whole = read_grid_region(slide, 0, 0, 120, 80, target_mpp=0.6)
+    part = read_grid_region(slide, 37, 21, 40, 30, target_mpp=0.6)
+    assert np.array_equal(whole[21:51, 37:77], part)
+    slide.close()
+
+
+def test_outside_the_slide_is_white(tmp_path, smooth_image) -> None:
+    path = tmp_path / "img.png"
+    Image.fromarray(smooth_image).save(path)
+    slide = open_slide(path, mpp=0.5, fallback_mpp=0.5)
+    region = read_grid_region(slide, -5, -5, 10, 10, target_mpp=0.5)
+    assert (region[:5] == 255).all() and (region[:, :5] == 255).all()
+    assert np.array_equal(region[5:, 5:], smooth_image[:5, :5])
+
+
+def test_plain_image_mpp_sources(tmp_path, smooth_image, caplog) -> None:
+    path = tmp_path / "img.png"
+    Image.fromarray(smooth_image).save(path)
+    assert open_slide(path, mpp=0.3, fallback_mpp=0.5).mpp_source == "user"
+    slide = open_slide(path, fallback_mpp=0.5)
+    assert (slide.mpp, slide.mpp_source) == (0.5, "assumed")
+    assert "no mpp" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("missing.svs", None, "does not exist"),
+        ("garbage.svs", b"not a slide at all", "not a slide format"),
+        ("broken.png", b"\x89PNG\r\n\x1a\n garbage", "cannot read the image"),
+    ],
+)
+def test_unreadable_slides_raise(tmp_path, name, content, message) -> None:
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(SlideError, match=message):
+        open_slide(path, fallback_mpp=0.5)
+
+
+def test_bad_user_mpp(tmp_path, smooth_image) -> None:
+    path = tmp_path / "img.png"
+    Image.fromarray(smooth_image).save(path)
+    with pytest.raises(SlideError, match="positive number"):
+        open_slide(path, mpp=-1.0, fallback_mpp=0.5)
