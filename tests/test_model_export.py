@@ -1,0 +1,67 @@
+"""The network, the paper's loss, ONNX export and parity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from nuclick_core.export import export_onnx, parity  # noqa: E402
+from nuclick_core.model import NuClick, count_parameters  # noqa: E402
+from nuclick_core.train import nuclick_loss  # noqa: E402
+
+
+def test_full_network_matches_the_paper_size() -> None:
+    # The public implementations have 66.8M parameters.
+    assert count_parameters(NuClick(width=1.0)) == pytest.approx(66.8e6, rel=0.002)
+
+
+def test_light_network_size_and_shape() -> None:
+    net = NuClick(width=0.25)
+    assert 3.5e6 < count_parameters(net) < 5e6
+    assert net(torch.zeros(1, 5, 64, 64)).shape == (1, 1, 64, 64)
+
+
+def test_loss_weights_follow_equation_1() -> None:
+    """W = alpha^2 G + alpha G~ + 1, alpha = max(|G~| / |G|, 1), BCE normalised by sum W."""
+    target = torch.zeros(1, 1, 4, 4)
+    target[0, 0, 0, :2] = 1  # |G| = 2
+    others = torch.zeros(1, 1, 4, 4)
+    others[0, 0, 3, :] = 1  # |G~| = 4 -> alpha = 2
+    logits = torch.zeros(1, 1, 4, 4)  # p = 0.5 everywhere: BCE = ln 2 per pixel
+    loss = nuclick_loss(logits, target, others)
+    bce = np.log(2.0)  # weighted mean of a constant is the constant
+    dice = 1 - (2 * 0.5 * 2 + 1) / (0.5 * 16 + 2 + 1)
+    assert float(loss) == pytest.approx(bce + dice, rel=1e-5)
+    # a wrong pixel inside G costs alpha^2 = 4 times a wrong background pixel
+    logits_bad_g = logits.clone()
+    logits_bad_g[0, 0, 0, 0] = -5
+    logits_bad_bg = logits.clone()
+    logits_bad_bg[0, 0, 1, 1] = 5
+    extra_g = float(nuclick_loss(logits_bad_g, target, others)) - float(loss)
+    extra_bg = float(nuclick_loss(logits_bad_bg, target, others)) - float(loss)
+    assert extra_g > 2 * extra_bg
+
+
+def test_onnx_export_parity(tmp_path) -> None:
+    torch.manual_seed(0)
+    net = NuClick(width=0.125)
+    # non-trivial batch-norm statistics, as after training
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    path = tmp_path / "m.onnx"
+    export_onnx(net, path, patch_size=64)
+    assert parity(net, path, patch_size=64, batch=3) <= 1e-4
+
+
+def test_exported_model_has_no_same_upper_autopad(tmp_path) -> None:
+    onnx = pytest.importorskip("onnx")
+    path = tmp_path / "m.onnx"
+    export_onnx(NuClick(width=0.0625), path, patch_size=64)
+    for node in onnx.load(str(path)).graph.node:
+        for attr in node.attribute:
+            if attr.name == "auto_pad":
+                assert attr.s in (b"NOTSET", b"VALID")

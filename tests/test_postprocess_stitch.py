@@ -1,0 +1,129 @@
+"""Per-patch post-processing and overlap resolution."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import shapely
+
+from nuclick_core.postprocess import PostprocessParams, clicked_object, fill_small_holes
+from nuclick_core.stitch import PatchInstance, mask_to_polygon, resolve_overlaps
+from nuclick_core.tables import hilbert_order
+
+P = PostprocessParams(threshold=0.5, min_size=5, min_hole=10, click_tolerance=2.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_keeps_the_clicked_component_only(dtype) -> None:
+    prob = np.zeros((20, 20), dtype)
+    prob[2:8, 2:8] = 0.9
+    prob[10:18, 10:18] = 0.8
+    prob[0, 19] = 0.99  # a speck under min_size
+    mask, status = clicked_object(prob, (12, 12), P)
+    assert status == "ok"
+    assert mask.sum() == 64 and mask[10:18, 10:18].all()
+
+
+def test_click_just_outside_takes_nearest_component_within_tolerance() -> None:
+    prob = np.zeros((20, 20), np.float32)
+    prob[5:10, 5:10] = 0.9
+    mask, status = clicked_object(prob, (11, 7), P)  # 2 px below the square
+    assert status == "ok" and mask.sum() == 25
+    mask, status = clicked_object(prob, (15, 7), P)  # 6 px away
+    assert status == "click_outside_mask" and not mask.any()
+
+
+def test_empty_prediction_and_specks_only() -> None:
+    assert clicked_object(np.zeros((8, 8), np.float32), (4, 4), P)[1] == "empty"
+    prob = np.zeros((8, 8), np.float32)
+    prob[4, 4] = 1.0
+    assert clicked_object(prob, (4, 4), P)[1] == "empty"
+
+
+def test_postprocessing_is_two_dimensional_per_patch() -> None:
+    """A speck in one patch must not survive because a mask sits at the same x, y in another
+    patch (the 3-D connectivity bug of the public implementations)."""
+    a = np.zeros((16, 16), np.float32)
+    a[4:12, 4:12] = 0.9
+    b = np.zeros((16, 16), np.float32)
+    b[4:12, 4:12] = 0.9
+    b[0, 0] = 0.9  # speck
+    ma, _ = clicked_object(a, (8, 8), P)
+    mb, _ = clicked_object(b, (8, 8), P)
+    assert not mb[0, 0] and ma.sum() == mb.sum() == 64
+
+
+def test_small_holes_filled_large_kept() -> None:
+    mask = np.ones((20, 20), bool)
+    mask[3:5, 3:5] = False  # 4 px hole
+    mask[8:16, 8:16] = False  # 64 px hole
+    out = fill_small_holes(mask, 10)
+    assert out[3:5, 3:5].all() and not out[8:16, 8:16].any()
+
+
+def _inst(cid, r0, c0, mask, prob, click):
+    return PatchInstance(cid, r0, c0, mask, np.asarray(prob, np.float32), click)
+
+
+def test_contested_pixels_go_to_higher_probability_then_nearer_click() -> None:
+    m = np.ones((4, 10), bool)
+    a = _inst(0, 0, 0, m, np.full((4, 10), 0.8), (1, 1))
+    b = _inst(1, 0, 5, m, np.full((4, 10), 0.9), (1, 13))
+    out = resolve_overlaps([a, b])
+    assert out[0][:, :5].all() and not out[0][:, 5:].any()  # b wins the overlap (0.9 > 0.8)
+    assert out[1].all()
+    # equal probability: each pixel to the nearer click
+    b2 = _inst(1, 0, 5, m, np.full((4, 10), 0.8), (1, 13))
+    out = resolve_overlaps([a, b2])
+    owner = np.zeros(15, int)
+    owner[:10] += out[0][1] * 1
+    owner[5:] += out[1][1] * 2
+    assert set(owner) == {1, 2}  # no pixel owned twice
+    assert owner[6] == 1 and owner[8] == 2  # click columns 1 and 13: split at 7
+
+
+def test_result_does_not_depend_on_order() -> None:
+    rng = np.random.default_rng(3)
+    insts = []
+    for cid in range(6):
+        r0, c0 = rng.integers(0, 12, 2)
+        mask = rng.random((10, 10)) > 0.2
+        mask[5, 5] = True
+        insts.append(_inst(cid, int(r0), int(c0), mask, rng.random((10, 10)), (r0 + 5, c0 + 5)))
+    ref = resolve_overlaps(insts)
+    for perm in itertools.islice(itertools.permutations(insts), 0, 40, 7):
+        got = resolve_overlaps(list(perm))
+        for cid, m in ref.items():
+            assert (m is None and got[cid] is None) or np.array_equal(m, got[cid])
+
+
+def test_loser_keeps_only_its_click_component() -> None:
+    # b's mask is a horizontal bar; a wins a column through its middle, cutting b in two
+    mb = np.ones((3, 11), bool)
+    b = _inst(1, 0, 0, mb, np.full((3, 11), 0.6), (1, 2))
+    ma = np.ones((7, 1), bool)
+    a = _inst(0, -2, 5, ma, np.full((7, 1), 0.9), (1, 5))
+    out = resolve_overlaps([a, b])
+    assert out[1][:, :5].all() and not out[1][:, 5:].any()
+
+
+def test_polygon_is_exact_pixel_outline_with_holes() -> None:
+    mask = np.zeros((6, 6), bool)
+    mask[1:5, 1:5] = True
+    mask[2:4, 2:4] = False
+    poly = mask_to_polygon(mask, 10, 20, 1.0)
+    assert poly.is_valid and poly.area == 12 and len(poly.interiors) == 1
+    assert poly.bounds == (21.0, 11.0, 25.0, 15.0)
+    scaled = mask_to_polygon(mask, 10, 20, 2.0)
+    assert scaled.area == 48 and scaled.bounds == (42.0, 22.0, 50.0, 30.0)
+    assert shapely.equals(mask_to_polygon(mask[1:5, 1:5] | True, 0, 0, 1.0), shapely.box(0, 0, 4, 4))
+
+
+def test_hilbert_order_is_a_permutation_and_local() -> None:
+    xy = np.array([[0, 0], [100, 100], [1, 1], [99, 99], [0, 100]], float)
+    order = hilbert_order(xy)
+    assert sorted(order) == list(range(5))
+    pos = {int(k): i for i, k in enumerate(order)}
+    assert abs(pos[0] - pos[2]) == 1 and abs(pos[1] - pos[3]) == 1
