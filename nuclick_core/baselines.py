@@ -23,7 +23,10 @@ from skimage.morphology import disk
 from skimage.segmentation import morphological_chan_vese, watershed
 
 __all__ = [
-    "BASELINES", "active_contour_baseline", "region_growing_baseline", "watershed_baseline",
+    "BASELINES",
+    "active_contour_baseline",
+    "region_growing_baseline",
+    "watershed_baseline",
 ]
 
 
@@ -58,11 +61,17 @@ def _check_inputs(image: ArrayLike, seeds: ArrayLike) -> tuple[np.ndarray, np.nd
     return img, rows.astype(np.intp), cols.astype(np.intp)
 
 
+def _check_option(name: str, value: float, low: float) -> None:
+    if not value >= low:
+        raise ValueError(f"{name} must be at least {low}; got {value!r}.")
+
+
 def _place_seeds(shape: tuple[int, int], rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """int32 image with ``k + 1`` at seed k; on a shared pixel the first seed wins."""
     out = np.zeros(shape, np.int32)
-    ids = np.arange(1, rows.size + 1, dtype=np.int32)
-    out[rows[::-1], cols[::-1]] = ids[::-1]  # repeated indices keep the last value written
+    flat = rows * shape[1] + cols
+    _, first = np.unique(flat, return_index=True)  # first seed on each pixel
+    out.ravel()[flat[first]] = first + 1
     return out
 
 
@@ -127,8 +136,8 @@ def watershed_baseline(
     Raises
     ------
     ValueError
-        For a non-RGB or non-uint8 image, malformed seeds, a seed outside the image, or an
-        unknown ``channel``.
+        For a non-RGB or non-uint8 image, malformed seeds, a seed outside the image, an
+        unknown ``channel`` or a negative option.
 
     Examples
     --------
@@ -138,6 +147,8 @@ def watershed_baseline(
     True
     """
     img, rows, cols = _check_inputs(image, seeds)
+    _check_option("sigma", sigma, 0)
+    _check_option("background_margin", background_margin, 0)
     if channel not in ("hematoxylin", "gray"):
         raise ValueError(f"channel must be 'hematoxylin' or 'gray'; got {channel!r}.")
     n = rows.size
@@ -192,7 +203,8 @@ def region_growing_baseline(
     Raises
     ------
     ValueError
-        For a non-RGB or non-uint8 image, malformed seeds or a seed outside the image.
+        For a non-RGB or non-uint8 image, malformed seeds, a seed outside the image or an
+        option out of range.
 
     Examples
     --------
@@ -202,6 +214,9 @@ def region_growing_baseline(
     144
     """
     img, rows, cols = _check_inputs(image, seeds)
+    _check_option("iterations", iterations, 0)
+    _check_option("tolerance", tolerance, 0)
+    _check_option("sigma", sigma, 0)
     gray = rgb2gray(img)
     if sigma > 0:
         gray = gaussian(gray, sigma=sigma)
@@ -274,7 +289,8 @@ def active_contour_baseline(
     Raises
     ------
     ValueError
-        For a non-RGB or non-uint8 image, malformed seeds or a seed outside the image.
+        For a non-RGB or non-uint8 image, malformed seeds, a seed outside the image or an
+        option out of range.
 
     Examples
     --------
@@ -284,6 +300,10 @@ def active_contour_baseline(
     True
     """
     img, rows, cols = _check_inputs(image, seeds)
+    _check_option("radius", radius, 1)
+    _check_option("iterations", iterations, 0)
+    _check_option("window", window, 2 * radius + 1)
+    _check_option("sigma", sigma, 0)
     gray = rgb2gray(img)
     if sigma > 0:
         gray = gaussian(gray, sigma=sigma)

@@ -187,6 +187,41 @@ def _cmd_export(args: argparse.Namespace) -> None:
              card["sha256"][:12])
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    import json
+    import time
+
+    from nuclick_core.datasets import read_dataset
+    from nuclick_core.engine import ModelGeometry
+    from nuclick_core.evaluate import run_evaluation
+    from nuclick_core.runtime import OnnxPredictor, load_card, resolve_model
+    from nuclick_core.tables import atomic_path
+
+    t0 = time.perf_counter()
+    card = load_card(resolve_model(args.model, args.object))
+    names = [n for n in args.names.split(",") if n] if args.names else None
+    items = read_dataset(Path(args.data), args.format, names)
+    predictor = OnnxPredictor(card, batch_size=args.batch_size, threads=args.threads)
+    geom = ModelGeometry(card.patch_size, card.mpp, card.postprocess)
+    figures, results = run_evaluation(
+        items, predictor, geom, mpp=args.mpp, object_type=card.object_type,
+        batch_size=args.batch_size, experiments=not args.no_experiments,
+        baselines=not args.no_baselines, progress=log.info,
+    )
+    figures["model"] = {"name": card.name, "sha256": card.sha256, "path": str(card.path)}
+    figures["data"] = {"path": str(args.data), "format": args.format,
+                       "images": [it.name for it in items], "mpp": args.mpp}
+    figures["command"] = " ".join(sys.argv)
+    figures["seconds"] = time.perf_counter() - t0
+    with atomic_path(Path(args.out)) as tmp:
+        tmp.write_text(json.dumps(figures, indent=1) + "\n")
+    if args.report:
+        from nuclick_core.report import write_report
+
+        write_report(Path(args.report), figures, results, items)
+    log.info("wrote %s (%.0f s)", args.out, figures["seconds"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nuclick", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -222,6 +257,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--click-tolerance", type=float, default=3.0)
     p.add_argument("--card-extra", help="JSON file merged into model.json (data, licence)")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("evaluate", help="evaluate a model on labelled images (clicks at centroids)")
+    p.add_argument("--model", help="model name or folder (default: registry's current)")
+    p.add_argument("--object", default="nucleus", choices=["nucleus", "cell", "gland"])
+    p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument("--format", default="folder")
+    p.add_argument("--names", help="comma-separated image names (default: all)")
+    p.add_argument("--mpp", type=float, required=True, help="um/px of the dataset's images")
+    p.add_argument("--out", required=True, help="JSON of every figure")
+    p.add_argument("--report", help="also write the HTML report here")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--no-experiments", action="store_true", help="skip jitter/exclusion/overlap")
+    p.add_argument("--no-baselines", action="store_true", help="skip the classical baselines")
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("segment", help="segment the clicks of one slide")
     p.add_argument("--slide", required=True, help="slide (OpenSlide format) or PNG/JPEG/TIFF")

@@ -21,7 +21,13 @@ from nuclick_core.patches import ExclusionIndex, PatchPlan, build_inputs, grid_p
 from nuclick_core.postprocess import STATUS_OK, PostprocessParams, clicked_object
 from nuclick_core.runtime import Predictor
 from nuclick_core.slides import Slide, read_grid_region
-from nuclick_core.stitch import STATUS_LOST, PatchInstance, mask_to_polygon, resolve_overlaps
+from nuclick_core.stitch import (
+    STATUS_LOST,
+    PatchInstance,
+    mask_to_polygon,
+    paste_last_wins,
+    resolve_overlaps,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +105,13 @@ def segment_clicks(
     *,
     batch_size: int = 16,
     options: RunOptions | None = None,
+    exclusion: bool = True,
+    overlap: str = "resolve",
 ) -> gpd.GeoDataFrame:
     """Segment every click of ``clicks`` (the click table) on ``slide``.
+
+    ``exclusion=False`` blanks the exclusion maps and ``overlap="last_wins"`` pastes masks in
+    click order like the original implementations; both exist for the paper's experiments.
 
     Returns
     -------
@@ -130,9 +141,10 @@ def segment_clicks(
     q: queue.Queue = queue.Queue(maxsize=options.queue_size)
     stop = threading.Event()
     # Exclusion maps see every point click, also those outside the slide.
-    exclusion = ExclusionIndex(uv_all[is_point], np.flatnonzero(is_point))
+    keep = is_point if exclusion else np.zeros(n, bool)
+    exclusion_index = ExclusionIndex(uv_all[keep], np.flatnonzero(keep))
     reader = threading.Thread(
-        target=_reader, args=(slide, plans, exclusion, geom, q, stop), daemon=True
+        target=_reader, args=(slide, plans, exclusion_index, geom, q, stop), daemon=True
     )
     t0 = time.perf_counter()
     reader.start()
@@ -168,7 +180,9 @@ def segment_clicks(
             except queue.Empty:
                 reader.join(0.05)
     t_infer = time.perf_counter() - t0
-    final = resolve_overlaps(instances)
+    if overlap not in ("resolve", "last_wins"):
+        raise ValueError(f"overlap must be 'resolve' or 'last_wins', got {overlap!r}")
+    final = resolve_overlaps(instances) if overlap == "resolve" else paste_last_wins(instances)
     geoms: list = [None] * n
     by_id = {inst.click_id: inst for inst in instances}
     for idx, mask in final.items():

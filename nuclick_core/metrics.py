@@ -21,11 +21,6 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import connected_components, maximum_bipartite_matching
 
-__all__ = [
-    "METRICS", "aji", "aji_plus", "detection_f1", "dice", "evaluate_all", "hausdorff",
-    "object_dice", "object_hausdorff", "panoptic_quality", "per_object_iou",
-]
-
 
 # ----------------------------------------------------------------------------- inputs
 def _check_labels(true: ArrayLike, pred: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -49,8 +44,8 @@ def _check_labels(true: ArrayLike, pred: ArrayLike) -> tuple[np.ndarray, np.ndar
     return t, p
 
 
-def _compact(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Map positive ids to 1..n: (consecutive labels (intp), sorted ids (n,), areas (n,))."""
+def _compact(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Map positive ids in ascending order to 1..n: (labels (intp), areas (n,) int64)."""
     flat = labels.ravel()
     max_id = int(flat.max()) if flat.size else 0
     if max_id <= 4 * flat.size + 1024:  # dense lookup table: O(size), no sort
@@ -59,12 +54,12 @@ def _compact(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ids = np.flatnonzero(counts[1:]) + 1
         lut = np.zeros(counts.size, np.intp)
         lut[ids] = np.arange(1, ids.size + 1)
-        return lut[flat].reshape(labels.shape), ids, counts[ids].astype(np.int64)
+        return lut[flat].reshape(labels.shape), counts[ids].astype(np.int64)
     ids, inv, counts = np.unique(flat, return_inverse=True, return_counts=True)
     inv = inv.reshape(labels.shape).astype(np.intp)
     if ids[0] == 0:
-        return inv, ids[1:], counts[1:].astype(np.int64)
-    return inv + 1, ids, counts.astype(np.int64)
+        return inv, counts[1:].astype(np.int64)
+    return inv + 1, counts.astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -73,8 +68,6 @@ class _Overlap:
 
     true_lab: np.ndarray  # (H, W) intp, 0 background, object k has label k + 1
     pred_lab: np.ndarray
-    true_ids: np.ndarray
-    pred_ids: np.ndarray
     true_area: np.ndarray  # (n_true,) int64
     pred_area: np.ndarray
     rows: np.ndarray  # (n_pairs,) true object index
@@ -91,19 +84,19 @@ class _Overlap:
 
 
 def _overlap(true: np.ndarray, pred: np.ndarray) -> _Overlap:
-    tl, tids, tarea = _compact(true)
-    pl, pids, parea = _compact(pred)
+    tl, tarea = _compact(true)
+    pl, parea = _compact(pred)
     both = (tl > 0) & (pl > 0)
-    width = pids.size + 1
+    width = parea.size + 1
     keys = tl[both] * width + pl[both]
-    if (tids.size + 1) * width <= 4 * true.size + 1024:
+    if (tarea.size + 1) * width <= 4 * true.size + 1024:
         counts = np.bincount(keys, minlength=1)
         uniq = np.flatnonzero(counts)
         inter = counts[uniq]
     else:
         uniq, inter = np.unique(keys, return_counts=True)
     rows, cols = uniq // width - 1, uniq % width - 1
-    return _Overlap(tl, pl, tids, pids, tarea, parea, rows, cols, inter.astype(np.int64))
+    return _Overlap(tl, pl, tarea, parea, rows, cols, inter.astype(np.int64))
 
 
 def _prepare(true: ArrayLike, pred: ArrayLike) -> _Overlap:
@@ -133,13 +126,9 @@ def _best_by_overlap(ov: _Overlap, *, for_true: bool) -> tuple[np.ndarray, np.nd
     return best, inter
 
 
-def _empty_both(ov: _Overlap) -> bool:
-    return ov.true_area.size == 0 and ov.pred_area.size == 0
-
-
 # ----------------------------------------------------------------------------- AJI
 def _aji(ov: _Overlap) -> float:
-    if _empty_both(ov):
+    if ov.true_area.size == ov.pred_area.size == 0:
         return 1.0
     total_true = int(ov.true_area.sum())
     if ov.inter.size == 0:
@@ -216,7 +205,7 @@ def _max_iou_matching(ov: _Overlap) -> np.ndarray:
 
 
 def _aji_plus(ov: _Overlap) -> float:
-    if _empty_both(ov):
+    if ov.true_area.size == ov.pred_area.size == 0:
         return 1.0
     m = _max_iou_matching(ov)
     c = int(ov.inter[m].sum())
@@ -370,8 +359,10 @@ def _object_dice(ov: _Overlap) -> float:
     if n_t == 0 or n_p == 0:
         return 1.0 if n_t == n_p else 0.0
     score = 0.0
-    for for_true, own, other in ((True, ov.true_area, ov.pred_area),
-                                 (False, ov.pred_area, ov.true_area)):
+    for for_true, own, other in (
+        (True, ov.true_area, ov.pred_area),
+        (False, ov.pred_area, ov.true_area),
+    ):
         best, inter = _best_by_overlap(ov, for_true=for_true)
         partner = np.where(best >= 0, other[best], 0)
         d = np.where(best >= 0, 2.0 * inter / (own + partner), 0.0)
@@ -477,8 +468,9 @@ def _detection(ov: _Overlap) -> dict[str, float]:
     qual = 2 * ov.inter >= ov.pred_area[ov.cols]  # at least half the prediction lies in G
     tp = 0
     if qual.any():
-        graph = csr_matrix((np.ones(int(qual.sum())), (ov.cols[qual], ov.rows[qual])),
-                           shape=(n_p, n_t))
+        graph = csr_matrix(
+            (np.ones(int(qual.sum())), (ov.cols[qual], ov.rows[qual])), shape=(n_p, n_t)
+        )
         tp = int((maximum_bipartite_matching(graph, perm_type="column") >= 0).sum())
     fp, fn = n_p - tp, n_t - tp
     empty = 1.0 if n_t == n_p == 0 else 0.0
@@ -486,7 +478,9 @@ def _detection(ov: _Overlap) -> dict[str, float]:
         "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else empty,
         "precision": tp / (tp + fp) if tp + fp else empty,
         "recall": tp / (tp + fn) if tp + fn else empty,
-        "tp": tp, "fp": fp, "fn": fn,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
     }
 
 
@@ -597,4 +591,3 @@ def evaluate_all(
         raise ValueError(f"unknown metric name(s) {unknown}; choose from {sorted(METRICS)}.")
     ov = _prepare(true, pred)
     return {n: float(_FROM_OVERLAP[n](ov)) for n in wanted}
-

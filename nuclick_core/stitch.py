@@ -91,6 +91,33 @@ def resolve_overlaps(instances: list[PatchInstance]) -> dict[int, np.ndarray | N
     return out
 
 
+def paste_last_wins(instances: list[PatchInstance]) -> dict[int, np.ndarray | None]:
+    """The original implementations' behaviour, for comparison only: masks pasted in click
+    order, each later instance overwriting earlier ones, no clean-up (instances may end up
+    fragmented)."""
+    out: dict[int, np.ndarray | None] = {}
+    boxes = shapely.box(
+        [i.col0 for i in instances],
+        [i.row0 for i in instances],
+        [i.box[3] for i in instances],
+        [i.box[2] for i in instances],
+    )
+    tree = shapely.STRtree(boxes) if instances else None
+    for k, inst in enumerate(instances):
+        mask = inst.mask.copy()
+        for j in tree.query(boxes[k], predicate="intersects") if tree is not None else []:
+            other = instances[int(j)]
+            if other.click_id <= inst.click_id:
+                continue
+            r0, c0 = max(inst.row0, other.row0), max(inst.col0, other.col0)
+            r1, c1 = min(inst.box[2], other.box[2]), min(inst.box[3], other.box[3])
+            if r1 > r0 and c1 > c0:
+                taken = other.mask[r0 - other.row0 : r1 - other.row0, c0 - other.col0 : c1 - other.col0]
+                mask[r0 - inst.row0 : r1 - inst.row0, c0 - inst.col0 : c1 - inst.col0] &= ~taken
+        out[inst.click_id] = mask if mask.any() else None
+    return out
+
+
 def _keep_click_component(mask: np.ndarray, inst: PatchInstance) -> np.ndarray | None:
     labels, n = ndi.label(mask, structure=_FOUR)
     if n == 0:

@@ -1,10 +1,9 @@
-"""Synthetic H&E-like scenes with exact instance ground truth, deterministic per seed.
+"""Synthetic H&E-like scenes with exact instance labels, deterministic per seed.
 
-``nuclei_scene`` draws nuclei on an eosin background (some in touching clumps), ``cells_scene``
-a blood smear (labelled white cells among unlabelled red cells) and ``glands_scene`` colon-like
-glands, some labelled as annuli around their lumen. Images follow a Beer-Lambert stain model, so
-colour deconvolution (``skimage.color.rgb2hed``) behaves much as on real slides. The scenes are
-the test suite's data and may be mixed into training.
+`nuclei_scene` (nuclei, some in touching clumps), `cells_scene` (blood smear: labelled white
+cells among red cells) and `glands_scene` (colon-like glands, some labelled as annuli). Images
+follow a Beer-Lambert stain model, so ``skimage.color.rgb2hed`` behaves much as on real slides.
+They are the test suite's data and may be mixed into training.
 """
 
 from __future__ import annotations
@@ -21,22 +20,16 @@ _H = np.array([0.65, 0.70, 0.29])  # haematoxylin optical density per unit stain
 _E = np.array([0.22, 0.80, 0.56])  # eosin
 _RBC = np.array([0.10, 0.70, 0.60])  # red cells in a Romanowsky-stained smear
 _TRIES = 200  # placement attempts per object before giving up
-MIN_AREA = 12  # smallest object (pixels) a scene may contain
+MIN_AREA = 12  # smallest object (pixels) a nuclei or cells scene may contain
 
 
 @dataclass(frozen=True, eq=False)
 class Scene:
-    """A synthetic RGB image with exact instance labels.
+    """A synthetic image with exact instance labels.
 
-    Attributes
-    ----------
-    image : ndarray of uint8, shape (H, W, 3)
-    labels : ndarray of int32, shape (H, W)
-        Instance ids 1..N in placement order, 0 for background.
-    centroids : ndarray of float64, shape (N, 2)
-        (x, y) centroid of object ``k + 1`` in row ``k``, computed from ``labels``.
-    kind : str
-        ``"nuclei"``, ``"cells"`` or ``"glands"``.
+    ``image`` is uint8 (H, W, 3) RGB; ``labels`` int32 (H, W) with ids 1..N in placement order
+    and 0 for background; ``centroids`` float64 (N, 2) holds the (x, y) centroid of object
+    ``k + 1`` in row ``k``, computed from ``labels``; ``kind`` is "nuclei", "cells" or "glands".
     """
 
     image: np.ndarray
@@ -66,64 +59,55 @@ class _Blob:
 
 
 # ---------------------------------------------------------------- argument checks
-def _fail(name: str, value: object, need: str) -> ValueError:
-    return ValueError(f"{name}={value!r} {need}")
+def _need(ok: bool, name: str, value: object, need: str) -> None:
+    """Raise ValueError naming the argument, the value received and what it must be."""
+    if not ok:
+        raise ValueError(f"{name}={value!r} {need}")
 
 
 def _size(size: tuple[int, int], minimum: int) -> tuple[int, int]:
     arr = np.asarray(size)
-    if not (arr.shape == (2,) and np.issubdtype(arr.dtype, np.number)) or np.any(
-        (arr != np.round(arr)) | (arr < minimum)
-    ):
-        raise _fail(
-            "size",
-            size,
-            f"must be two integers (height, width), each at least "
-            f"{minimum}; pass e.g. size=({4 * minimum}, {4 * minimum})",
-        )
+    ok = arr.shape == (2,) and arr.dtype.kind in "iuf" and np.all((arr % 1 == 0) & (arr >= minimum))
+    _need(bool(ok), "size", size, f"must be two integers (height, width) >= {minimum}")
     return int(arr[0]), int(arr[1])
 
 
 def _count(name: str, value: int) -> int:
-    if not isinstance(value, (int, np.integer)) or value < 0:
-        raise _fail(name, value, f"must be a non-negative integer; pass e.g. {name}=10")
+    ok = isinstance(value, (int, np.integer)) and value >= 0
+    _need(ok, name, value, f"must be a non-negative integer; pass e.g. {name}=10")
     return int(value)
 
 
 def _pair(name: str, value: tuple[float, float], low: float) -> tuple[float, float]:
     arr = np.asarray(value, dtype=float) if np.ndim(value) == 1 else np.zeros(0)
-    if arr.shape != (2,) or not low <= arr[0] <= arr[1]:
-        raise _fail(
-            name,
-            value,
-            f"must be a pair (low, high) with {low} <= low <= high; swap or raise the bounds",
-        )
+    ok = arr.shape == (2,) and low <= arr[0] <= arr[1]
+    _need(ok, name, value, f"must be a pair (low, high) with {low} <= low <= high; fix the bounds")
     return float(arr[0]), float(arr[1])
 
 
-def _unit(name: str, value: float) -> float:
-    if not 0 <= value <= 1:
-        raise _fail(name, value, "must lie in [0, 1]; pass a value in that range")
-    return float(value)
+def _render_args(stain_jitter: float, blur_sigma: tuple[float, float], noise: float) -> None:
+    _pair("blur_sigma", blur_sigma, 0.0)
+    _unit(stain_jitter=stain_jitter, noise_sigma=noise)
 
 
-def _render_args(jitter: float, blur: tuple[float, float], noise: float) -> None:
-    _unit("stain_jitter", jitter)
-    _pair("blur_sigma", blur, 0.0)
-    _unit("noise_sigma", noise)
+def _unit(**values: float) -> None:
+    for name, value in values.items():
+        ok = isinstance(value, (int, float, np.number)) and 0 <= value <= 1
+        _need(ok, name, value, "must lie in [0, 1]; pass a value in that range")
 
 
-def _capacity(name: str, n: int, radii: tuple[float, float], hw: tuple[int, int], fill: float):
+def _capacity(
+    name: str, n: int, radii: tuple[float, float], hw: tuple[int, int], fill: float
+) -> None:
     lo, hi = radii
     cover = n * np.pi * (lo * lo + lo * hi + hi * hi) / 3 / (hw[0] * hw[1])
-    if cover > fill:
-        raise _fail(
-            name,
-            n,
-            f"objects with radius_range={radii} would cover {cover:.0%} of "
-            f"size={hw}, more than the {fill:.0%} that fits; lower {name} or "
-            f"radius_range, or enlarge size",
-        )
+    msg = f"objects of radius {radii} would cover {cover:.0%} of size={hw}, over {fill:.0%}"
+    _need(cover <= fill, name, n, f"{msg}; lower {name} or radius_range, or enlarge size")
+
+
+def _no_room(name: str, n: int, k: int, hw: tuple[int, int]) -> ValueError:
+    msg = f"do not fit: object {k} found no free place in size={hw} after {_TRIES} tries"
+    return ValueError(f"{name}={n} {msg}; lower {name} or radius_range, or enlarge size")
 
 
 # ---------------------------------------------------------------- geometry
@@ -141,18 +125,16 @@ def _field(
     """Approximate signed distance (px, negative inside) to ``blob`` on its clipped bounding box."""
     ext = max(blob.a, blob.b) * (1 + blob.amps.sum()) + pad + 2
     r0, c0 = min(max(int(blob.cy - ext), 0), hw[0]), min(max(int(blob.cx - ext), 0), hw[1])
-    r1, c1 = (
-        max(min(int(blob.cy + ext) + 1, hw[0]), r0),
-        max(min(int(blob.cx + ext) + 1, hw[1]), c0),
-    )
+    r1 = max(min(int(blob.cy + ext) + 1, hw[0]), r0)
+    c1 = max(min(int(blob.cx + ext) + 1, hw[1]), c0)
     yy, xx = np.ogrid[r0:r1:step, c0:c1:step]
-    dy, dx = yy - blob.cy, xx - blob.cx
     cos, sin = np.cos(blob.angle), np.sin(blob.angle)
-    u, v = (dx * cos + dy * sin) / blob.a, (dy * cos - dx * sin) / blob.b
-    phi = np.arctan2(v, u)
-    k = np.arange(2, 2 + blob.amps.size)[:, None, None]
+    u = ((xx - blob.cx) * cos + (yy - blob.cy) * sin) / blob.a
+    v = ((yy - blob.cy) * cos - (xx - blob.cx) * sin) / blob.b
+    k, phi = np.arange(2, 2 + blob.amps.size)[:, None, None], np.arctan2(v, u)
     edge = 1 + (blob.amps[:, None, None] * np.cos(k * phi + blob.phases[:, None, None])).sum(0)
-    return (slice(r0, r1, step), slice(c0, c1, step)), (np.hypot(u, v) - edge) * min(blob.a, blob.b)
+    dist = (np.hypot(u, v) - edge) * min(blob.a, blob.b)
+    return (slice(r0, r1, step), slice(c0, c1, step)), dist
 
 
 def _group_sizes(rng: np.random.Generator, n: int, fraction: float) -> list[int]:
@@ -172,57 +154,53 @@ def _place(
     sizes: list[int],
     radii: tuple[float, float],
     shape: tuple[float, float, int],
-    what: str,
+    name: str,
 ) -> tuple[np.ndarray, list[_Blob]]:
-    """Place groups of touching blobs; later blobs only claim unclaimed pixels.
+    """Place groups of blobs (``shape`` = aspect, wobble, harmonics) claiming only free pixels.
 
-    The first blob of a group keeps a 2 px gap to everything; the others must touch the labels
-    already placed. Every blob ends up one 4-connected component of at least ``MIN_AREA`` px
-    holding at least 60 % of its own shape.
+    A group's first blob keeps a 2 px gap to everything, the others must touch the labels placed
+    so far. Each blob ends as one 4-connected component of at least ``MIN_AREA`` px, holding at
+    least 60 % of its shape; a blob that fails is redrawn.
     """
-    labels = np.zeros(hw, np.int32)
-    blobs: list[_Blob] = []
+    labels, blobs = np.zeros(hw, np.int32), list[_Blob]()
     for size in sizes:
         group: list[_Blob] = []
         for j in range(size):
             for _ in range(_TRIES):
                 r = rng.uniform(*radii)
-                if j == 0:
-                    cy, cx = rng.uniform(0, hw[0]), rng.uniform(0, hw[1])
-                else:
+                cy, cx = rng.uniform(0, hw[0]), rng.uniform(0, hw[1])
+                if j > 0:  # next to a random member of the group
                     anchor = group[int(rng.integers(len(group)))]
-                    t, d = rng.uniform(0, 2 * np.pi), (np.sqrt(anchor.a * anchor.b) + r)
-                    d *= rng.uniform(0.75, 0.95)
+                    d = (np.sqrt(anchor.a * anchor.b) + r) * rng.uniform(0.75, 0.95)
+                    t = rng.uniform(0, 2 * np.pi)
                     cy, cx = anchor.cy + d * np.sin(t), anchor.cx + d * np.cos(t)
                 blob = _draw_blob(rng, cy, cx, r, *shape)
                 sl, f = _field(blob, hw, pad=2.0)
                 region, mask = labels[sl], f <= 0
                 claim = mask & (region == 0)
-                if claim.sum() < max(MIN_AREA, 0.6 * mask.sum()):
-                    continue
-                if j == 0 and np.any(region[f <= 2.0]):
-                    continue
-                if ndi.label(claim)[1] != 1:
-                    continue
-                if j > 0 and not np.any(ndi.binary_dilation(claim) & (region > 0)):
-                    continue
-                region[claim] = len(blobs) + 1
-                group.append(blob)
-                blobs.append(blob)
-                break
+                ok = claim.sum() >= max(MIN_AREA, 0.6 * mask.sum())
+                ok = ok and (j > 0 or not region[f <= 2.0].any())
+                ok = ok and ndi.label(claim)[1] == 1
+                if ok and (j == 0 or (ndi.binary_dilation(claim) & (region > 0)).any()):
+                    region[claim] = len(blobs) + 1
+                    group.append(blob)
+                    blobs.append(blob)
+                    break
             else:
-                raise ValueError(
-                    f"could not place object {len(blobs) + 1} of {what} in size={hw} after "
-                    f"{_TRIES} tries; lower the count or radius_range, or enlarge size"
-                )
+                raise _no_room(name, sum(sizes), len(blobs) + 1, hw)
     return labels, blobs
 
 
 def _centroids(labels: np.ndarray, n: int) -> np.ndarray:
-    if n == 0:
-        return np.zeros((0, 2))
-    rc = ndi.center_of_mass(np.ones(labels.shape), labels, np.arange(1, n + 1))
+    rc = ndi.center_of_mass(np.ones(labels.shape), labels, np.arange(1, n + 1)) if n else []
     return np.asarray(rc, dtype=np.float64).reshape(n, 2)[:, ::-1].copy()
+
+
+def _enclosed(mask: np.ndarray) -> np.ndarray:
+    """Background pixels of ``mask`` not 4-connected to the border of the array."""
+    comps, _ = ndi.label(~mask)
+    border = np.unique(np.concatenate([comps[0], comps[-1], comps[:, 0], comps[:, -1]]))
+    return (comps > 0) & ~np.isin(comps, border)
 
 
 # ---------------------------------------------------------------- rendering
@@ -232,7 +210,7 @@ def _noise(rng: np.random.Generator, hw: tuple[int, int], sigma: float | tuple) 
     f = max(1, int(sig.min() // 2))
     field = ndi.gaussian_filter(rng.standard_normal((hw[0] // f + 2, hw[1] // f + 2)), sig / f)
     if f > 1:
-        field = ndi.zoom(field, f, order=1, grid_mode=True, mode="grid-constant")
+        field = ndi.zoom(field, f, order=1, grid_mode=True, mode="nearest")
     field = field[: hw[0], : hw[1]]
     return (field - field.mean()) / (field.std() + 1e-12)
 
@@ -252,26 +230,14 @@ def _render(
     blur: tuple[float, float],
     noise: float,
 ) -> np.ndarray:
-    """Beer-Lambert: sum concentration x stain vector, to RGB, then blur and add noise."""
-    od = sum(
-        np.clip(c, 0, None).astype(np.float32)[..., None] * v.astype(np.float32) for c, v in layers
-    )
-    rgb = np.float32(10.0) ** (-np.asarray(od))
+    """Beer-Lambert: sum of concentration x stain vector, to RGB, then blur and noise."""
+    od = sum(np.clip(c, 0, None).astype(np.float32)[..., None] * v for c, v in layers)
+    rgb = 10.0 ** -np.asarray(od, dtype=np.float32)
     sigma = rng.uniform(*blur)
     if sigma > 0:
         rgb = ndi.gaussian_filter(rgb, (sigma, sigma, 0))
     rgb = rgb + rng.normal(0, noise, rgb.shape)
     return np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8)
-
-
-def _boundaries(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Object pixels with a 4-neighbour of another id, and those whose neighbour is an object."""
-    p = np.pad(labels, 1, mode="edge")
-    nbrs = (p[:-2, 1:-1], p[2:, 1:-1], p[1:-1, :-2], p[1:-1, 2:])
-    fg = labels > 0
-    edge = fg & np.any([n != labels for n in nbrs], axis=0)
-    seam = fg & np.any([(n != labels) & (n > 0) for n in nbrs], axis=0)
-    return edge, seam
 
 
 def _capsules(
@@ -329,14 +295,14 @@ def nuclei_scene(
     blur_sigma: tuple[float, float] = (0.5, 1.2),
     noise_sigma: float = 0.02,
 ) -> Scene:
-    """Haematoxylin-stained nuclei on a textured eosin background.
+    """Haematoxylin-stained nuclei with chromatin texture on a textured eosin background.
 
     Parameters
     ----------
     size : (int, int)
         Image height and width, each at least 32.
     n_nuclei : int
-        Number of labelled nuclei.
+        Number of labelled nuclei (wobbly ellipses).
     radius_range : (float, float)
         Range of the nuclei's mean radius in pixels (low at least 2).
     clump_fraction : float
@@ -361,15 +327,18 @@ def nuclei_scene(
     """
     hw, n = _size(size, 32), _count("n_nuclei", n_nuclei)
     radii = _pair("radius_range", radius_range, 2.0)
-    _unit("clump_fraction", clump_fraction)
     _render_args(stain_jitter, blur_sigma, noise_sigma)
+    _unit(clump_fraction=clump_fraction)
     _capacity("n_nuclei", n, radii, hw, 0.35)
     rng = np.random.default_rng(seed)
     sizes = _group_sizes(rng, n, clump_fraction)
-    labels, _ = _place(rng, hw, sizes, radii, (1.8, 0.15, 4), f"n_nuclei={n}")
+    labels, _ = _place(rng, hw, sizes, radii, (1.8, 0.15, 4), "n_nuclei")
     h_vec, e_vec = _stains(rng, stain_jitter, _H, _E)
+    pad = np.pad(labels, 1, mode="edge")
+    nbrs = [pad[:-2, 1:-1], pad[2:, 1:-1], pad[1:-1, :-2], pad[1:-1, 2:]]
     fg = labels > 0
-    edge, seam = _boundaries(labels)
+    edge = fg & np.any([b != labels for b in nbrs], axis=0)
+    seam = fg & np.any([(b != labels) & (b > 0) for b in nbrs], axis=0)  # between two nuclei
     rim = np.exp(-ndi.distance_transform_edt(~edge) / 1.2)  # darker nuclear membrane
     level = rng.uniform(0.6, 1.1, n + 1)[labels]
     h = fg * level * (0.75 + 0.2 * _noise(rng, hw, 0.8) + 0.35 * rim) * np.where(seam, 0.55, 1)
@@ -420,7 +389,7 @@ def cells_scene(
     Raises
     ------
     ValueError
-        If an argument is out of range or the cells do not fit into ``size``.
+        If an argument is out of range or the white cells do not fit into ``size``.
 
     Examples
     --------
@@ -430,13 +399,12 @@ def cells_scene(
     """
     hw, n = _size(size, 64), _count("n_cells", n_cells)
     radii, red = _pair("radius_range", radius_range, 4.0), _pair("red_radius", red_radius, 2.0)
-    _unit("touch_fraction", touch_fraction)
-    _unit("red_density", red_density)
     _render_args(stain_jitter, blur_sigma, noise_sigma)
+    _unit(touch_fraction=touch_fraction, red_density=red_density)
     _capacity("n_cells", n, radii, hw, 0.45)
     rng = np.random.default_rng(seed)
     sizes = _group_sizes(rng, n, touch_fraction)
-    labels, blobs = _place(rng, hw, sizes, radii, (1.15, 0.05, 3), f"n_cells={n}")
+    labels, blobs = _place(rng, hw, sizes, radii, (1.15, 0.05, 3), "n_cells")
     h_vec, e_vec, r_vec = _stains(rng, stain_jitter, _H, _E, _RBC)
     fg = labels > 0
     h = 0.015 * (1 + 0.3 * _noise(rng, hw, 20.0))
@@ -444,26 +412,27 @@ def cells_scene(
     for k, blob in enumerate(blobs, start=1):  # 60 % lobed (neutrophil), 40 % round nucleus
         r, lobed, turn = np.sqrt(blob.a * blob.b), rng.random() < 0.6, rng.uniform(0, 2 * np.pi)
         n_lobes = int(rng.integers(2, 5)) if lobed else 1
-        dist, size_ = (0.38 * r, 0.3 * r) if lobed else (0.12 * r, 0.68 * r)
+        dist, lobe_r = (0.38 * r, 0.3 * r) if lobed else (0.12 * r, 0.68 * r)
         for i in range(n_lobes):
             t = turn + i * 1.5 * np.pi / n_lobes
             cy, cx = blob.cy + dist * np.sin(t), blob.cx + dist * np.cos(t)
-            sl, f = _field(_draw_blob(rng, cy, cx, size_, 1.3, 0.12, 3), hw)
+            sl, f = _field(_draw_blob(rng, cy, cx, lobe_r, 1.3, 0.12, 3), hw)
             inside = (f <= 0) & (labels[sl] == k)
             h[sl][inside], e[sl][inside] = rng.uniform(0.8, 1.1), 0.08
         cyto = (labels == k) & (h < 0.5)
         h[cyto], e[cyto] = (0.06, 0.12) if lobed else (0.2, 0.03)
     h = np.where(fg, h * (1 + 0.12 * _noise(rng, hw, 1.0)), h)
-    free = ndi.distance_transform_edt(~fg)
-    spacing = 2 * red[1] * (1.3 - 0.6 * red_density)
-    kept = np.empty((0, 2))
-    for p in rng.uniform(0, 1, (4000, 2)) * hw:  # greedy packing of red cells
-        if free[int(p[0]), int(p[1])] > 0.7 * red[0] and (
-            kept.size == 0 or np.min(np.hypot(*(kept - p).T)) >= spacing
-        ):
-            kept = np.vstack([kept, p])
+    step = 2 * red[1] * (1.3 - 0.6 * red_density)  # red cells: a jittered hexagonal lattice
+    yy, xx = np.mgrid[0 : hw[0] + step : step * 0.866, 0 : hw[1] + step : step]
+    xx = xx + (np.arange(len(yy)) % 2)[:, None] * step / 2
+    centres = (
+        np.column_stack([yy.ravel(), xx.ravel()]) + rng.uniform(-0.3, 0.3, (yy.size, 2)) * step
+    )
+    centres = centres[rng.random(len(centres)) < 0.6 + 0.4 * red_density]
+    ij = tuple(np.clip(centres.astype(int), 0, np.array(hw) - 1).T)
+    free = ndi.distance_transform_edt(~fg)[ij] > 0.7 * red[0]
     rbc = np.zeros(hw)
-    for cy, cx in kept:
+    for cy, cx in centres[free]:
         rr = rng.uniform(*red)
         sl, f = _field(_draw_blob(rng, cy, cx, rr, 1.15, 0.05, 3), hw, pad=2.0)
         pallor = 1 - 0.6 * np.exp(-(((f + rr) / (0.5 * rr)) ** 2))  # paler centre
@@ -481,7 +450,7 @@ def _gland(
     occupied: np.ndarray,
     hole: bool,
 ) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray, np.ndarray, float] | None:
-    """One try at a gland clear of ``occupied``: (slices, label mask, lumen, depth, rim)."""
+    """One try at a gland clear of ``occupied``: (slices, label mask, lumen, depth, rim) or None."""
     cy, cx = rng.uniform(0, hw[0]), rng.uniform(0, hw[1])
     blob = _draw_blob(rng, cy, cx, rng.uniform(*radii), 1.8, 0.3, 6)
     area = 0.4 * np.pi * blob.a * blob.b
@@ -502,13 +471,6 @@ def _gland(
     if hole and np.count_nonzero(_enclosed(lab)) < lumen.sum():
         return None  # the lumen must be fully enclosed (not cut by the image border)
     return sl, lab, lumen, depth, rim
-
-
-def _enclosed(mask: np.ndarray) -> np.ndarray:
-    """Background pixels of ``mask`` not connected (4-neighbours) to its border."""
-    comps, _ = ndi.label(~mask)
-    border = np.unique(np.concatenate([comps[0], comps[-1], comps[:, 0], comps[:, -1]]))
-    return (comps > 0) & ~np.isin(comps, border)
 
 
 def glands_scene(
@@ -559,10 +521,10 @@ def glands_scene(
     (2, 2)
     """
     hw, n = _size(size, 64), _count("n_glands", n_glands)
-    _unit("hole_fraction", hole_fraction)
     rims = _pair("rim_width", rim_width, 3.0)
     radii = _pair("radius_range", radius_range, rims[1])
     _render_args(stain_jitter, blur_sigma, noise_sigma)
+    _unit(hole_fraction=hole_fraction)
     _capacity("n_glands", n, radii, hw, 0.55)
     rng = np.random.default_rng(seed)
     holes = np.zeros(n, bool)
@@ -571,16 +533,12 @@ def glands_scene(
     none = (np.empty((0, 2)), np.empty((0, 2)))
     nuclei, goblets = [none], [none]  # (points, inward normals): epithelial nuclei, goblet cells
     for k in range(1, n + 1):
+        got = None
         for _ in range(_TRIES):
             if (got := _gland(rng, hw, radii, rims, occupied, bool(holes[k - 1]))) is not None:
                 break
-        else:
-            raise _fail(
-                "n_glands",
-                n,
-                f"do not fit: gland {k} found no free place in size={hw} "
-                f"after {_TRIES} tries; lower n_glands or radius_range, or enlarge size",
-            )
+        if got is None:
+            raise _no_room("n_glands", n, k, hw)
         sl, lab, lum, depth, rim = got
         labels[sl][lab] = k
         lumen[sl] |= lum
@@ -635,11 +593,7 @@ def scene_to_png(
     >>> scene_to_png(nuclei_scene(size=(32, 32), n_nuclei=2), d / "im.png", d / "lab.png")
     """
     low, high = int(scene.labels.min(initial=0)), int(scene.labels.max(initial=0))
-    if low < 0 or high > np.iinfo(np.uint16).max:
-        raise _fail(
-            "scene.labels",
-            f"{low}..{high}",
-            "lies outside the range 0..65535 of a 16-bit label PNG; relabel or split the scene",
-        )
+    msg = "lies outside 0..65535 of a 16-bit label PNG; relabel or split the scene"
+    _need(low >= 0 and high <= 65535, "scene.labels", f"{low}..{high}", msg)
     Image.fromarray(np.ascontiguousarray(scene.image, dtype=np.uint8)).save(image_path)
     Image.fromarray(scene.labels.astype(np.uint16)).save(label_path)

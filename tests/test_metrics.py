@@ -27,6 +27,7 @@ from nuclick_core.metrics import (
 
 DTYPES = [np.uint8, np.uint16, np.int32, np.int64]
 
+# fmt: off
 # Two GT objects (areas 4 and 4) under one prediction covering both (area 10).
 MERGE_TRUE = [[1, 1, 0, 2, 2],
               [1, 1, 0, 2, 2]]
@@ -40,6 +41,7 @@ LONE_TRUE = [[3, 3, 0, 0, 0, 0],
 LONE_PRED = [[0, 5, 0, 0, 0, 0],
              [0, 5, 0, 0, 0, 0],
              [0, 0, 0, 0, 0, 20]]
+# fmt: on
 
 
 def arr(rows: list[list[int]], dtype: type = np.int32) -> np.ndarray:
@@ -76,7 +78,12 @@ def test_unmatched_on_both_sides_with_sparse_ids(dtype: type) -> None:
     assert object_dice(t, p) == pytest.approx(0.5 * (8 / 15 + 4 / 9))
     # Pred 5 lies wholly in GT 3 -> TP; pred 20 FP; GT 9 FN.
     assert detection_f1(t, p) == {
-        "f1": 0.5, "precision": 0.5, "recall": 0.5, "tp": 1, "fp": 1, "fn": 1
+        "f1": 0.5,
+        "precision": 0.5,
+        "recall": 0.5,
+        "tp": 1,
+        "fp": 1,
+        "fn": 1,
     }
     # Ascending GT ids: GT 3 -> 0.5, GT 9 -> 0.
     np.testing.assert_allclose(per_object_iou(t, p), [0.5, 0.0])
@@ -157,8 +164,15 @@ def test_empty_images() -> None:
     one = z.copy()
     one[1, 1] = 4
     both = evaluate_all(z, z)
-    assert both == {"aji": 1.0, "aji_plus": 1.0, "dice": 1.0, "pq": 1.0, "object_dice": 1.0,
-                    "object_hausdorff": 0.0, "f1": 1.0}
+    assert both == {
+        "aji": 1.0,
+        "aji_plus": 1.0,
+        "dice": 1.0,
+        "pq": 1.0,
+        "object_dice": 1.0,
+        "object_hausdorff": 0.0,
+        "f1": 1.0,
+    }
     for t, p in ((z, one), (one, z)):
         r = evaluate_all(t, p)
         assert r["object_hausdorff"] == math.inf
@@ -209,8 +223,9 @@ def test_hausdorff_rejects_bad_masks() -> None:
 
 
 # ----------------------------------------------------------------------------- properties
-labels_2d = arrays(np.int32, st.tuples(st.integers(1, 7), st.integers(1, 7)),
-                   elements=st.integers(0, 5))
+labels_2d = arrays(
+    np.int32, st.tuples(st.integers(1, 7), st.integers(1, 7)), elements=st.integers(0, 5)
+)
 
 
 def permute_ids(labels: np.ndarray, seed: int) -> np.ndarray:
@@ -226,8 +241,15 @@ def permute_ids(labels: np.ndarray, seed: int) -> np.ndarray:
 def test_self_comparison_is_perfect(x: np.ndarray, seed: int) -> None:
     y = permute_ids(x, seed)
     r = evaluate_all(x, y)
-    assert r == {"aji": 1.0, "aji_plus": 1.0, "dice": 1.0, "pq": 1.0, "object_dice": 1.0,
-                 "object_hausdorff": 0.0, "f1": 1.0}
+    assert r == {
+        "aji": 1.0,
+        "aji_plus": 1.0,
+        "dice": 1.0,
+        "pq": 1.0,
+        "object_dice": 1.0,
+        "object_hausdorff": 0.0,
+        "f1": 1.0,
+    }
     assert np.all(per_object_iou(x, y) == 1.0)
 
 

@@ -1,0 +1,174 @@
+"""Sample sheet, checks and input functions shared by the rules.
+
+Data paths (sample sheet, slides, annotations, results) are relative to the working directory
+(`--directory`); schemas and conda envs are found relative to the workflow's own files.
+"""
+
+import os
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
+from snakemake.settings.types import DeploymentMethod
+from snakemake.utils import validate
+
+# Sample sheet columns read as text (everything but mpp, which must parse as a number).
+TEXT_COLUMNS = ["sample", "slide", "annotations", "object", "model"]
+# Inputs under this folder are made by rules (downloads), so they need not exist yet.
+MADE_BY_RULES = "resources"
+
+
+def read_sample_sheet(path):
+    """The sample sheet at `path` as a DataFrame indexed by sample, validated and with defaults.
+
+    Errors name the sheet, the line (the header is line 1) and the sample.
+    """
+    if not Path(path).is_file():
+        raise WorkflowError(
+            f"sample sheet {path} does not exist (config key `samples`, relative to the "
+            f"working directory {os.getcwd()}); see config/README.md"
+        )
+    sheet = pd.read_csv(
+        path,
+        sep="\t",
+        dtype={column: str for column in TEXT_COLUMNS},
+        skip_blank_lines=True,
+    )
+    for column in sheet.columns.intersection(TEXT_COLUMNS):
+        sheet[column] = sheet[column].str.strip().replace("", pd.NA)
+    if sheet.empty:
+        raise WorkflowError(f"sample sheet {path} has no rows; add one row per slide")
+    try:
+        validate(sheet, "../schemas/samples.schema.yaml")
+    except WorkflowError as exc:
+        raise WorkflowError(
+            f"sample sheet {path} does not match workflow/schemas/samples.schema.yaml "
+            "(row 0 is line 2, the first line after the header)",
+            exc,
+        ) from exc
+    for column in ("mpp", "model"):
+        if column not in sheet.columns:
+            sheet[column] = pd.NA
+    line = {index: index + 2 for index in sheet.index}
+
+    repeated = sheet[sheet["sample"].duplicated(keep=False)]
+    if not repeated.empty:
+        where = ", ".join(
+            f"line {line[i]} ({name!r})" for i, name in repeated["sample"].items()
+        )
+        raise WorkflowError(
+            f"sample sheet {path}: sample names must be unique, but {where} repeat a name; "
+            "rename them (they name the folders under results/)"
+        )
+    for index, row in sheet.iterrows():
+        for column in ("slide", "annotations"):
+            file = Path(row[column])
+            made_by_rules = not file.is_absolute() and file.parts[0] == MADE_BY_RULES
+            if not file.exists() and not made_by_rules:
+                raise WorkflowError(
+                    f"sample sheet {path} line {line[index]} (sample {row['sample']!r}): "
+                    f"{column} file {file} does not exist (relative paths are relative to "
+                    f"the working directory {os.getcwd()})"
+                )
+    return sheet.set_index("sample", drop=False)
+
+
+def warn_when_nuclick_is_missing():
+    """Rules call the `nuclick` command: warn early when it cannot be found.
+
+    Running `.venv/bin/snakemake` without activating the virtualenv leaves `.venv/bin` off PATH;
+    with `--sdm conda` the rules' envs provide the command instead.
+    """
+    if shutil.which("nuclick") is None and (
+        DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method
+    ):
+        beside = Path(sys.executable).parent / "nuclick"
+        hint = (
+            f"put {beside.parent} on PATH (e.g. `. {beside.parent}/activate`)"
+            if beside.is_file()
+            else "install the project (`pip install -e '.[cpu]'`)"
+        )
+        logger.warning(
+            f"The command `nuclick` is not on PATH, so the rules would fail: {hint}, "
+            "or run with `--sdm conda`."
+        )
+
+
+warn_when_nuclick_is_missing()
+# envs/*.post-deploy.sh install the project from this folder into the rules' conda envs (the
+# env files are copied before use, so a relative `pip: [-e ..]` would not find it).
+os.environ.setdefault("NUCLICK_WORKFLOW_DIR", str(Path(workflow.basedir).resolve()))
+
+SAMPLES = read_sample_sheet(config["samples"])
+
+
+wildcard_constraints:
+    sample=r"[A-Za-z0-9_.-]+",
+
+
+def final_outputs():
+    """The workflow's targets: the instance tables (GeoParquet, GeoJSON) of every sample."""
+    return expand(
+        "results/{sample}/instances.{ext}",
+        sample=SAMPLES.index,
+        ext=["parquet", "geojson"],
+    )
+
+
+def slide_path(wildcards):
+    return SAMPLES.loc[wildcards.sample, "slide"]
+
+
+def annotations_path(wildcards):
+    return SAMPLES.loc[wildcards.sample, "annotations"]
+
+
+def sample_object(wildcards):
+    return SAMPLES.loc[wildcards.sample, "object"]
+
+
+def sample_mpp(wildcards):
+    """The sample sheet's mpp, or None to use the slide's own."""
+    mpp = SAMPLES.loc[wildcards.sample, "mpp"]
+    return None if pd.isna(mpp) else float(mpp)
+
+
+def sample_model(wildcards):
+    """The sample's model (name or folder), else the config's for its object type, else None
+    (the registry's current model)."""
+    model = SAMPLES.loc[wildcards.sample, "model"]
+    if pd.isna(model):
+        return config["segment"]["models"][sample_object(wildcards)]
+    return model
+
+
+def model_files(wildcards):
+    """The model's files when it is given as a folder, so replacing the model reruns the
+    slides that use it; [] for a name under models/ or the registry's current model."""
+    model = sample_model(wildcards)
+    if model is None or not (Path(model) / "model.json").is_file():
+        return []
+    return [str(Path(model) / "model.onnx"), str(Path(model) / "model.json")]
+
+
+def segment_conda_env():
+    """The segment rule's conda env (relative to workflow/rules/): gpu.yaml (onnxruntime-gpu)
+    when the config asks for a GPU provider, else cpu.yaml."""
+    gpu = config["segment"]["provider"] in ("cuda", "tensorrt")
+    return "../../envs/gpu.yaml" if gpu else "../../envs/cpu.yaml"
+
+
+def segment_options(wildcards):
+    """Optional `nuclick segment` flags of the sample (--mpp, --model), shell-quoted."""
+    options = []
+    mpp = sample_mpp(wildcards)
+    if mpp is not None:
+        options += ["--mpp", repr(mpp)]
+    model = sample_model(wildcards)
+    if model is not None:
+        options += ["--model", model]
+    return shlex.join(options)
