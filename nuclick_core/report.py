@@ -1,0 +1,140 @@
+"""Self-contained HTML evaluation reports (tables, an SVG plot, overlay images), with the JSON of
+every figure written beside them by the caller."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from skimage.segmentation import find_boundaries
+
+from nuclick_core.evaluate import ImageResult
+from nuclick_core.tables import atomic_path
+from nuclick_core.trainset import LabelledImage
+
+PAPER_NUCLEI = {"aji": 0.834, "dice": 0.912, "pq": 0.838}  # NuClick paper, MoNuSeg, full network
+METRIC_NAMES = ("aji", "aji_plus", "dice", "pq", "dq", "sq")
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;
+text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+.best{font-weight:bold}figure{display:inline-block;margin:6px}figcaption{font-size:90%}
+.note{color:#555;font-size:92%}"""
+
+
+def _table(rows: dict[str, dict[str, float]], cols: tuple[str, ...], *, bold_best: bool = True) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in ("", *cols))
+    best = {c: max((r.get(c, float("-inf")) for r in rows.values()), default=0) for c in cols}
+    body = []
+    for name, r in rows.items():
+        cells = []
+        for c in cols:
+            v = r.get(c)
+            text = "" if v is None else f"{v:.3f}"
+            cls = ' class="best"' if bold_best and v is not None and v == best[c] else ""
+            cells.append(f"<td{cls}>{text}</td>")
+        body.append(f"<tr><td>{html.escape(name)}</td>{''.join(cells)}</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _line_plot(xs: list[float], ys: list[float], *, xlabel: str, ylabel: str) -> str:
+    """A small SVG line plot."""
+    w, h, m = 420, 260, 45
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(min(ys), 0.5), 1.0
+    px = [m + (x - x0) / max(x1 - x0, 1e-9) * (w - 2 * m) for x in xs]
+    py = [h - m - (y - y0) / max(y1 - y0, 1e-9) * (h - 2 * m) for y in ys]
+    pts = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px, py, strict=True))
+    marks = "".join(
+        f'<circle cx="{a:.1f}" cy="{b:.1f}" r="3"/><text x="{a:.1f}" y="{b - 8:.1f}" '
+        f'font-size="10" text-anchor="middle">{y:.3f}</text>'
+        for a, b, y in zip(px, py, ys, strict=True)
+    )
+    ticks = "".join(
+        f'<text x="{a:.1f}" y="{h - m + 15}" font-size="10" text-anchor="middle">{x:g}</text>'
+        for a, x in zip(px, xs, strict=True)
+    )
+    return (
+        f'<svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg">'
+        f'<rect x="{m}" y="{m}" width="{w - 2 * m}" height="{h - 2 * m}" fill="none" stroke="#999"/>'
+        f'<polyline points="{pts}" fill="none" stroke="#1f77b4" stroke-width="2"/>{marks}{ticks}'
+        f'<text x="{w / 2}" y="{h - 8}" font-size="12" text-anchor="middle">{xlabel}</text>'
+        f'<text x="12" y="{h / 2}" font-size="12" transform="rotate(-90 12 {h / 2})" '
+        f'text-anchor="middle">{ylabel} (y from {y0:.2f} to 1)</text></svg>'
+    )
+
+
+def overlay(image: np.ndarray, true: np.ndarray | None, pred: np.ndarray, clicks: np.ndarray) -> np.ndarray:
+    """RGB overlay: ground-truth outlines green, predicted outlines yellow, clicks red."""
+    out = image.copy()
+    if true is not None:
+        out[find_boundaries(true, mode="inner")] = (0, 200, 0)
+    out[find_boundaries(pred, mode="inner")] = (255, 230, 0)
+    h, w = pred.shape
+    for x, y in np.floor(clicks).astype(int):
+        out[max(y - 1, 0) : min(y + 2, h), max(x - 1, 0) : min(x + 2, w)] = (230, 0, 0)
+    return out
+
+
+def png_data_uri(rgb: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _crop(arr: np.ndarray, size: int = 400) -> np.ndarray:
+    return arr[:size, :size]
+
+
+def write_report(
+    path: Path, figures: dict, results: dict[str, list[ImageResult]], items: list[LabelledImage]
+) -> None:
+    """Write the evaluation report as one HTML file (images embedded)."""
+    model = figures.get("model", {})
+    parts = [
+        f"<!doctype html><meta charset='utf-8'><title>NuClick evaluation: "
+        f"{html.escape(str(model.get('name', '')))}</title><style>{CSS}</style>",
+        f"<h1>Evaluation of {html.escape(str(model.get('name', '')))}</h1>",
+        f"<p class='note'>Model sha256 {html.escape(str(model.get('sha256', ''))[:16])}...; data "
+        f"{html.escape(str(figures.get('data', {}).get('path', '')))}, images "
+        f"{html.escape(', '.join(figures.get('data', {}).get('images', [])))}; clicks at the "
+        "ground-truth centroids; figures are per-image means. Produced by: "
+        f"<code>{html.escape(str(figures.get('command', '')))}</code></p>",
+    ]
+    rows = {"NuClick (this model)": figures["main"]}
+    for name, f in figures.get("baselines", {}).items():
+        rows[name.replace("_", " ")] = f
+    rows["NuClick paper (full network, MoNuSeg)"] = PAPER_NUCLEI
+    parts.append("<h2>Comparison with classical seeded methods (as the paper's Table II)</h2>")
+    parts.append("<p class='note'>Every method gets the same clicks.</p>")
+    parts.append(_table(rows, ("aji", "aji_plus", "dice", "pq", "dq", "sq")))
+    if "jitter" in figures:
+        sig = sorted(float(s) for s in figures["jitter"])
+        jrows = {"0 (centroid)": figures["main"]}
+        jrows.update({f"{s:g}": figures["jitter"][str(s)] for s in sig})
+        parts.append("<h2>Robustness to click position (as the paper's Table IX)</h2>")
+        parts.append("<p class='note'>Clicks moved by Gaussian noise of the given sigma (pixels).</p>")
+        parts.append(_table(jrows, ("aji", "dice", "pq"), bold_best=False))
+        parts.append(_line_plot([0.0, *sig], [figures["main"]["aji"]] + [
+            figures["jitter"][str(s)]["aji"] for s in sig], xlabel="click jitter sigma (px)", ylabel="AJI"))
+    if "exclusion_off" in figures:
+        parts.append("<h2>Exclusion map and overlap handling (as the paper's Table X)</h2>")
+        parts.append(_table({
+            "exclusion map on, overlap resolution (shipped)": figures["main"],
+            "exclusion map off": figures["exclusion_off"],
+            "last click wins (original implementations)": figures["last_click_wins"],
+        }, ("aji", "aji_plus", "dice", "pq"), bold_best=False))
+    parts.append("<h2>Per image</h2>")
+    parts.append(_table(figures["per_image"], ("aji", "dice", "pq", "objects", "ok"), bold_best=False))
+    parts.append("<h2>Overlays</h2><p class='note'>Top-left 400x400 px of each image: ground "
+                 "truth green, NuClick yellow, clicks red.</p>")
+    for item, res in zip(items, results["main"], strict=True):
+        img = overlay(_crop(item.image), _crop(item.labels), _crop(res.pred), res.clicks)
+        parts.append(f"<figure><img src='{png_data_uri(img)}' width='400'>"
+                     f"<figcaption>{html.escape(item.name)}</figcaption></figure>")
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(parts) + "\n")

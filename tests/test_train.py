@@ -1,0 +1,97 @@
+"""Training branch on synthetic data: signals, a few steps, resume, export with parity."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from nuclick_core.export import export_model  # noqa: E402
+from nuclick_core.runtime import load_card  # noqa: E402
+from nuclick_core.signals import gland_skeleton_signal, sample_click  # noqa: E402
+from nuclick_core.synth import nuclei_scene  # noqa: E402
+from nuclick_core.train import TrainConfig, train  # noqa: E402
+from nuclick_core.trainset import ClickPatchSampler, LabelledImage  # noqa: E402
+
+
+def _items(n: int = 2) -> list[LabelledImage]:
+    out = []
+    for seed in range(n):
+        s = nuclei_scene(size=(128, 128), n_nuclei=14, seed=seed)
+        out.append(LabelledImage(f"synth{seed}", s.image, s.labels))
+    return out
+
+
+def test_click_is_sampled_inside_away_from_the_boundary() -> None:
+    mask = np.zeros((30, 30), bool)
+    mask[5:25, 5:25] = True
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        x, y = sample_click(mask, rng)
+        # at least 30% of the max distance (10) from the background, i.e. 3 px: pixels 7..22
+        assert 7 <= x <= 22 and 7 <= y <= 22
+
+
+def test_gland_signal_is_a_skeleton_inside_the_mask() -> None:
+    rr, cc = np.mgrid[0:60, 0:80]
+    mask = ((rr - 30) / 25.0) ** 2 + ((cc - 40) / 38.0) ** 2 <= 1  # an ellipse
+    rng = np.random.default_rng(1)
+    sizes = set()
+    for _ in range(10):
+        sk = gland_skeleton_signal(mask, rng)
+        assert sk.any() and not (sk & ~mask).any()
+        sizes.add(int(sk.sum()))
+    assert len(sizes) > 1  # a new tau each time
+
+
+def test_sampler_patches_are_consistent() -> None:
+    sampler = ClickPatchSampler(_items(1), patch_size=64)
+    rng = np.random.default_rng(0)
+    x, y, others = sampler.batch(np.arange(4), rng)
+    assert x.shape == (4, 5, 64, 64) and y.shape == others.shape == (4, 1, 64, 64)
+    assert x.dtype == np.float32 and 0 <= x[:, :3].min() and x[:, :3].max() <= 1
+    for k in range(4):
+        assert x[k, 3].sum() == 1  # one inclusion click
+        r, c = np.argwhere(x[k, 3] > 0)[0]
+        assert y[k, 0, r, c] == 1  # ... inside the target
+        assert not (y[k] * others[k]).any()
+    # validation patches: click at the centroid, no augmentation, deterministic
+    a = sampler.fixed_batch(np.arange(3))
+    b = sampler.fixed_batch(np.arange(3))
+    assert all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
+
+
+def test_a_few_steps_resume_and_export(tmp_path) -> None:
+    items = _items(2)
+    sampler = ClickPatchSampler(items[:1], patch_size=64)
+    val = ClickPatchSampler(items[1:], patch_size=64, augment=False).fixed_batch(np.arange(6))
+    cfg = TrainConfig(width=0.0625, patch_size=64, batch_size=4, epochs=1, steps_per_epoch=3,
+                      threads=1, lr=1e-3)
+
+    def draw(rng, n):
+        return sampler.batch(rng.integers(len(sampler), size=n), rng)
+
+    ckpt = tmp_path / "ckpt"
+    lines: list[str] = []
+    best = train(cfg, draw, val, ckpt, progress=lines.append)
+    assert best.exists() and (ckpt / "last.pt").exists()
+    assert any("patches/s" in ln and "ETA" in ln for ln in lines)
+    history = json.loads((ckpt / "history.json").read_text())
+    assert len(history) == 1 and 0.0 <= history[0]["val_dice"] <= 1.0
+    # resume: a second epoch continues from the checkpoint
+    cfg.epochs = 2
+    lines.clear()
+    train(cfg, draw, val, ckpt, progress=lines.append)
+    assert lines[0].startswith("resumed") and "epoch 1" in lines[0]
+    assert len(json.loads((ckpt / "history.json").read_text())) == 2
+    state = torch.load(ckpt / "last.pt", weights_only=False)
+    assert {"model", "optimizer", "scheduler", "epoch", "config"} <= set(state)
+
+    card = export_model(best, tmp_path / "m", name="m", mpp=0.5,
+                        postprocess={"threshold": 0.5, "min_size": 5, "min_hole": 10})
+    assert card["parity_max_abs_diff"] <= 1e-4
+    loaded = load_card(tmp_path / "m")
+    assert loaded.patch_size == 64 and loaded.object_type == "nucleus"
