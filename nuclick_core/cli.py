@@ -222,6 +222,32 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     log.info("wrote %s (%.0f s)", args.out, figures["seconds"])
 
 
+def _cmd_promote(args: argparse.Namespace) -> None:
+    import json
+    from dataclasses import asdict
+
+    from nuclick_core.registry import promote, rollback
+    from nuclick_core.runtime import MODELS_DIR
+
+    models_dir = Path(args.models_dir) if args.models_dir else MODELS_DIR
+    if args.rollback:
+        name = rollback(args.object, models_dir=models_dir)
+        log.info("current %s model is now %s", args.object, name)
+        return
+    if not args.candidate or not args.candidate_figures:
+        raise NuclickError("promote needs --candidate and --candidate-figures (or --rollback)")
+    cand = json.loads(Path(args.candidate_figures).read_text())
+    cur = json.loads(Path(args.current_figures).read_text()) if args.current_figures else None
+    decision = promote(Path(args.candidate), cand, cur, models_dir=models_dir,
+                       metric=args.metric, margin=args.margin)
+    if args.out:
+        from nuclick_core.tables import atomic_path
+
+        with atomic_path(Path(args.out)) as tmp:
+            tmp.write_text(json.dumps(asdict(decision), indent=1) + "\n")
+    log.info("%s: %s", "PROMOTED" if decision.promoted else "REJECTED", decision.reason)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nuclick", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -273,6 +299,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-baselines", action="store_true", help="skip the classical baselines")
     p.set_defaults(func=_cmd_evaluate)
 
+    p = sub.add_parser("promote", help="make a candidate current if it beats the current model")
+    p.add_argument("--candidate", help="candidate model folder under models/")
+    p.add_argument("--candidate-figures", help="nuclick evaluate JSON of the candidate")
+    p.add_argument("--current-figures", help="nuclick evaluate JSON of the current model")
+    p.add_argument("--metric", default="aji")
+    p.add_argument("--margin", type=float, default=0.005)
+    p.add_argument("--models-dir", help="default: the repository's models/")
+    p.add_argument("--out", help="write the decision as JSON here")
+    p.add_argument("--rollback", action="store_true", help="undo the last promotion")
+    p.add_argument("--object", default="nucleus", choices=["nucleus", "cell", "gland"])
+    p.set_defaults(func=_cmd_promote)
+
     p = sub.add_parser("segment", help="segment the clicks of one slide")
     p.add_argument("--slide", required=True, help="slide (OpenSlide format) or PNG/JPEG/TIFF")
     p.add_argument("--annotations", required=True, help="CSV/TSV, QuPath GeoJSON, GeoParquet, ASAP XML")
@@ -306,10 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-    )
+    level = logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
+    for name in ("nuclick", "nuclick_core"):
+        logging.getLogger(name).setLevel(level)
     try:
         args.func(args)
     except NuclickError as exc:

@@ -1,0 +1,152 @@
+"""The model registry and the promotion gate for scheduled retraining.
+
+``models/registry.json`` holds ``current`` (object type -> model name) and ``history`` (every
+decision, promoted or not, with its reason and figures). A candidate replaces the current model
+only when both were evaluated on the same evaluation set and the candidate beats the current
+model by the configured margin on the chosen metric. The registry is rewritten atomically (a
+temporary file renamed over it) and model folders are never deleted, so a rollback is a registry
+change only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from nuclick_core.errors import ModelError
+from nuclick_core.runtime import load_card, read_registry, registry_path
+
+
+@dataclass(frozen=True)
+class Decision:
+    promoted: bool
+    object_type: str
+    candidate: str
+    current: str | None
+    metric: str
+    candidate_value: float | None
+    current_value: float | None
+    margin: float
+    reason: str
+
+
+def _write_registry(models_dir: Path, registry: dict) -> None:
+    path = registry_path(models_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(registry, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _evaluation_set(figures: dict) -> tuple:
+    data = figures.get("data", {})
+    return (tuple(data.get("images", [])), data.get("mpp"), data.get("format"))
+
+
+def decide(
+    candidate_figures: dict,
+    current_figures: dict | None,
+    *,
+    object_type: str,
+    candidate: str,
+    current: str | None,
+    metric: str = "aji",
+    margin: float = 0.005,
+) -> Decision:
+    """Whether ``candidate`` should replace ``current``; pure, no disk access.
+
+    ``*_figures`` are the JSON figures written by ``nuclick evaluate`` (``main`` holds the
+    headline metrics; ``data`` names the evaluation set).
+    """
+    cand_value = candidate_figures.get("main", {}).get(metric)
+    if cand_value is None:
+        raise ModelError(f"candidate figures have no main.{metric}; run nuclick evaluate first")
+
+    def make(promoted: bool, reason: str, cur_value: float | None = None) -> Decision:
+        return Decision(promoted, object_type, candidate, current, metric, cand_value, cur_value,
+                        margin, reason)
+
+    if current is None:
+        return make(True, f"no current {object_type} model: the candidate becomes current")
+    if current_figures is None:
+        return make(False, f"no evaluation of the current model {current}; evaluate it on the "
+                           "same set before promoting")
+    cur_value = current_figures.get("main", {}).get(metric)
+    if cur_value is None:
+        return make(False, f"current model's figures have no main.{metric}")
+    if _evaluation_set(candidate_figures) != _evaluation_set(current_figures):
+        return make(False, "candidate and current were evaluated on different sets "
+                           f"({_evaluation_set(candidate_figures)} vs "
+                           f"{_evaluation_set(current_figures)}); figures are not comparable",
+                    cur_value)
+    if cand_value >= cur_value + margin and cand_value > cur_value:
+        return make(True, f"{metric} {cand_value:.4f} beats the current {cur_value:.4f} by "
+                          f"{cand_value - cur_value:+.4f} (margin {margin})", cur_value)
+    return make(False, f"{metric} {cand_value:.4f} does not beat the current {cur_value:.4f} by "
+                       f"the margin {margin} (difference {cand_value - cur_value:+.4f})", cur_value)
+
+
+def promote(
+    candidate_dir: Path,
+    candidate_figures: dict,
+    current_figures: dict | None,
+    *,
+    models_dir: Path,
+    metric: str = "aji",
+    margin: float = 0.005,
+) -> Decision:
+    """Apply :func:`decide` and record it; the registry's ``current`` changes only on promotion.
+
+    The candidate must live in ``models_dir`` (the registry names models, not paths) and its
+    figures must be of this very model (sha256).
+    """
+    card = load_card(candidate_dir)
+    if candidate_dir.resolve().parent != models_dir.resolve():
+        raise ModelError(f"candidate {candidate_dir} must be a folder directly under {models_dir}")
+    if candidate_figures.get("model", {}).get("sha256") != card.sha256:
+        raise ModelError(f"the candidate figures are not of {candidate_dir} (sha256 differs); "
+                         "evaluate this model")
+    registry = read_registry(models_dir)
+    current = registry.get("current", {}).get(card.object_type)
+    if current is not None and current_figures is not None:
+        cur_card = load_card(models_dir / current, verify=False)
+        if current_figures.get("model", {}).get("sha256") != cur_card.sha256:
+            raise ModelError(f"the current-model figures are not of {current} (sha256 differs)")
+    decision = decide(candidate_figures, current_figures, object_type=card.object_type,
+                      candidate=candidate_dir.name,
+                      current=current, metric=metric, margin=margin)
+    registry.setdefault("current", {})
+    registry.setdefault("history", [])
+    if decision.promoted:
+        registry["current"][card.object_type] = candidate_dir.name
+    registry["history"].append({
+        "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "action": "promote" if decision.promoted else "reject",
+        **asdict(decision),
+    })
+    _write_registry(models_dir, registry)
+    return decision
+
+
+def rollback(object_type: str, *, models_dir: Path) -> str:
+    """Make the model that was current before the last promotion current again."""
+    registry = read_registry(models_dir)
+    current = registry.get("current", {}).get(object_type)
+    promotions = [h for h in registry.get("history", [])
+                  if h.get("object_type") == object_type and h.get("action") == "promote"]
+    if not promotions or promotions[-1].get("current") is None:
+        raise ModelError(f"no earlier {object_type} model to roll back to")
+    previous = promotions[-1]["current"]
+    if not (models_dir / previous / "model.onnx").exists():
+        raise ModelError(f"previous model {previous} is no longer in {models_dir}")
+    registry["current"][object_type] = previous
+    registry["history"].append({
+        "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "action": "rollback", "object_type": object_type, "candidate": previous,
+        "current": current, "reason": f"rolled back from {current} to {previous}",
+    })
+    _write_registry(models_dir, registry)
+    return previous

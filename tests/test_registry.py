@@ -1,0 +1,95 @@
+"""Promotion gate: the registry changes only when a candidate beats the current model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from nuclick_core.cli import main
+from nuclick_core.errors import ModelError
+from nuclick_core.registry import decide, promote, rollback
+from nuclick_core.runtime import load_card, read_registry
+
+SET = {"images": ["a", "b"], "mpp": 0.25, "format": "folder"}
+
+
+def _model(models_dir, name, tiny_model):
+    shutil.copytree(tiny_model, models_dir / name)
+    card = json.loads((models_dir / name / "model.json").read_text())
+    card["name"] = name
+    (models_dir / name / "model.json").write_text(json.dumps(card))
+    return models_dir / name
+
+
+def _figures(model_dir, aji, data=SET):
+    return {"main": {"aji": aji}, "data": data,
+            "model": {"sha256": load_card(model_dir).sha256}}
+
+
+@pytest.mark.parametrize(
+    ("cand", "cur", "margin", "promoted"),
+    [(0.80, 0.79, 0.005, True), (0.80, 0.798, 0.005, False), (0.79, 0.80, 0.0, False),
+     (0.80, 0.80, 0.0, False)],
+)
+def test_decide_margin(cand, cur, margin, promoted) -> None:
+    d = decide({"main": {"aji": cand}, "data": SET}, {"main": {"aji": cur}, "data": SET},
+               object_type="nucleus", candidate="new", current="old", margin=margin)
+    assert d.promoted is promoted
+    assert ("beats" in d.reason) is promoted
+
+
+def test_different_evaluation_sets_are_not_compared() -> None:
+    other = {**SET, "images": ["c"]}
+    d = decide({"main": {"aji": 0.99}, "data": SET}, {"main": {"aji": 0.1}, "data": other},
+               object_type="nucleus", candidate="new", current="old")
+    assert not d.promoted and "different sets" in d.reason
+
+
+def test_registry_changes_only_on_promotion_and_rolls_back(tmp_path, tiny_model) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    old = _model(models, "old", tiny_model)
+    better = _model(models, "better", tiny_model)
+    worse = _model(models, "worse", tiny_model)
+    d = promote(old, _figures(old, 0.70), None, models_dir=models)
+    assert d.promoted and read_registry(models)["current"] == {"nucleus": "old"}
+
+    before = (models / "registry.json").read_bytes()
+    d = promote(worse, _figures(worse, 0.69), _figures(old, 0.70), models_dir=models)
+    assert not d.promoted
+    reg = read_registry(models)
+    assert reg["current"] == {"nucleus": "old"}
+    assert reg["history"][-1]["action"] == "reject" and "does not beat" in reg["history"][-1]["reason"]
+    assert json.loads(before)["current"] == reg["current"]
+
+    d = promote(better, _figures(better, 0.75), _figures(old, 0.70), models_dir=models)
+    assert d.promoted and read_registry(models)["current"] == {"nucleus": "better"}
+    assert (models / "old" / "model.onnx").exists()  # kept for rollback
+    assert rollback("nucleus", models_dir=models) == "old"
+    assert read_registry(models)["current"] == {"nucleus": "old"}
+    assert not list(models.glob(".*.tmp"))  # atomic writes leave nothing behind
+
+
+def test_figures_of_another_model_are_refused(tmp_path, tiny_model) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    cand = _model(models, "cand", tiny_model)
+    with pytest.raises(ModelError, match="sha256"):
+        promote(cand, {"main": {"aji": 0.9}, "data": SET, "model": {"sha256": "0" * 64}}, None,
+                models_dir=models)
+    assert not (models / "registry.json").exists()
+
+
+def test_promote_cli(tmp_path, tiny_model, caplog) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    cand = _model(models, "cand", tiny_model)
+    figs = tmp_path / "cand.json"
+    figs.write_text(json.dumps(_figures(cand, 0.8)))
+    out = tmp_path / "decision.json"
+    assert main(["promote", "--candidate", str(cand), "--candidate-figures", str(figs),
+                 "--models-dir", str(models), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["promoted"] is True
+    assert "PROMOTED" in caplog.text
