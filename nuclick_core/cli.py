@@ -248,6 +248,66 @@ def _cmd_promote(args: argparse.Namespace) -> None:
     log.info("%s: %s", "PROMOTED" if decision.promoted else "REJECTED", decision.reason)
 
 
+def _cmd_stability(args: argparse.Namespace) -> None:
+    import json
+
+    from nuclick_core.annotations import read_annotations, validate_clicks
+    from nuclick_core.engine import ModelGeometry
+    from nuclick_core.evaluate import model_segmenter, stability
+    from nuclick_core.runtime import OnnxPredictor, load_card, resolve_model
+    from nuclick_core.slides import open_slide
+    from nuclick_core.tables import atomic_path
+
+    card = load_card(resolve_model(args.model, args.object))
+    slide = open_slide(args.slide, mpp=args.mpp, fallback_mpp=card.mpp)
+    clicks = read_annotations(Path(args.annotations), default_object=args.object)
+    clicks = validate_clicks(clicks, width=slide.width, height=slide.height,
+                             path=Path(args.annotations))
+    segment = model_segmenter(
+        OnnxPredictor(card, batch_size=args.batch_size, threads=args.threads),
+        ModelGeometry(card.patch_size, card.mpp, card.postprocess), batch_size=args.batch_size,
+    )
+    sigmas = tuple(float(s) for s in args.sigmas.split(","))
+    result = {
+        "slide": str(args.slide), "annotations": str(args.annotations),
+        "model": {"name": card.name, "sha256": card.sha256},
+        "sigma_unit": "level-0 pixels", "slide_mpp": slide.mpp,
+        "stability": stability(slide, clicks, segment, sigmas=sigmas, seed=args.seed),
+    }
+    slide.close()
+    with atomic_path(Path(args.out)) as tmp:
+        tmp.write_text(json.dumps(result, indent=1) + "\n")
+    log.info("stability %s", json.dumps(result["stability"]))
+
+
+def _cmd_overlay(args: argparse.Namespace) -> None:
+    import geopandas as gpd
+    from PIL import Image
+
+    from nuclick_core.annotations import read_annotations
+    from nuclick_core.report import instance_overlay
+    from nuclick_core.slides import open_slide, read_grid_region
+    from nuclick_core.tables import atomic_path, read_instances
+
+    instances = read_instances(Path(args.instances)).sort_values("click_id")
+    clicks = read_annotations(Path(args.annotations))
+    slide = open_slide(args.slide, mpp=args.mpp, fallback_mpp=0.25)
+    x, y, w, h = (int(v) for v in args.region.split(",")) if args.region else (
+        0, 0, slide.width, slide.height)
+    d = args.downsample
+    try:
+        rgb = read_grid_region(slide, int(x / d), int(y / d), int(w / d), int(h / d),
+                               target_mpp=slide.mpp * d)
+    finally:
+        slide.close()
+    xy = np.column_stack([shapely.get_x(clicks.geometry.values), shapely.get_y(clicks.geometry.values)])
+    img = instance_overlay(rgb, gpd.GeoDataFrame(instances.reset_index(drop=True)), xy,
+                           origin=(x, y), downsample=d)
+    with atomic_path(Path(args.out)) as tmp:
+        Image.fromarray(img).save(tmp, format="PNG", optimize=True)
+    log.info("wrote %s", args.out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nuclick", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -310,6 +370,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rollback", action="store_true", help="undo the last promotion")
     p.add_argument("--object", default="nucleus", choices=["nucleus", "cell", "gland"])
     p.set_defaults(func=_cmd_promote)
+
+    p = sub.add_parser("stability", help="mask agreement under click jitter (no ground truth)")
+    p.add_argument("--slide", required=True)
+    p.add_argument("--annotations", required=True)
+    p.add_argument("--out", required=True, help="JSON")
+    p.add_argument("--model")
+    p.add_argument("--object", default="nucleus", choices=["nucleus", "cell", "gland"])
+    p.add_argument("--mpp", type=float)
+    p.add_argument("--sigmas", default="1,3,5", help="jitter sigmas in level-0 pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--threads", type=int, default=0)
+    p.set_defaults(func=_cmd_stability)
+
+    p = sub.add_parser("overlay", help="PNG of instance outlines and clicks on the slide")
+    p.add_argument("--slide", required=True)
+    p.add_argument("--instances", required=True)
+    p.add_argument("--annotations", required=True, help="the clicks the instances came from")
+    p.add_argument("--out", required=True, help="PNG")
+    p.add_argument("--region", help="x,y,w,h in level-0 pixels (default: whole slide)")
+    p.add_argument("--downsample", type=float, default=1.0)
+    p.add_argument("--mpp", type=float)
+    p.set_defaults(func=_cmd_overlay)
 
     p = sub.add_parser("segment", help="segment the clicks of one slide")
     p.add_argument("--slide", required=True, help="slide (OpenSlide format) or PNG/JPEG/TIFF")

@@ -197,3 +197,45 @@ def run_evaluation(
             progress(f"baseline {name}: " + ", ".join(
                 f"{k} {v:.4f}" for k, v in figures["baselines"][name].items()))
     return figures, results
+
+
+def stability(
+    slide: Slide,
+    clicks: gpd.GeoDataFrame,
+    segment: Callable[[Slide, gpd.GeoDataFrame], gpd.GeoDataFrame],
+    *,
+    sigmas: tuple[float, ...],
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Agreement between masks from the original clicks and from jittered clicks (no ground
+    truth needed): per click, IoU of the two instances (0 when only one exists).
+
+    ``sigmas`` are in level-0 pixels. Returns, per sigma, the mean and median IoU and the share
+    of clicks with IoU above 0.5, over the clicks whose original instance is ok.
+    """
+    import shapely
+
+    points = clicks[clicks["kind"] == "point"].reset_index(drop=True)
+    ref = segment(slide, points)
+    ok = (ref["status"] == "ok").to_numpy()
+    out: dict[str, dict[str, float]] = {}
+    rng = np.random.default_rng(seed)
+    for sigma in sigmas:
+        xy = np.column_stack([points.geometry.x, points.geometry.y])
+        moved = points.copy()
+        moved["geometry"] = gpd.points_from_xy(*(xy + rng.normal(0, sigma, xy.shape)).T)
+        got = segment(slide, moved)
+        a = ref.geometry.values[ok]
+        b = got.geometry.values[ok]
+        has_b = ~shapely.is_missing(b)
+        iou = np.zeros(len(a))
+        inter = shapely.area(shapely.intersection(a[has_b], b[has_b]))
+        union = shapely.area(shapely.union(a[has_b], b[has_b]))
+        iou[has_b] = inter / np.maximum(union, 1e-12)
+        out[f"{sigma:g}"] = {
+            "clicks": float(len(a)),
+            "mean_iou": float(iou.mean()) if len(iou) else float("nan"),
+            "median_iou": float(np.median(iou)) if len(iou) else float("nan"),
+            "share_iou_over_0.5": float((iou > 0.5).mean()) if len(iou) else float("nan"),
+        }
+    return out
