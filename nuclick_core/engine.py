@@ -77,8 +77,7 @@ def _batches(
 ) -> Iterator[tuple[list[tuple[int, np.ndarray]], np.ndarray]]:
     """Regroup per-tile inputs into batches of ``batch_size`` (the last may be smaller)."""
     meta: list[tuple[int, np.ndarray]] = []
-    parts: list[np.ndarray] = []
-    held = 0
+    rows: list[np.ndarray] = []  # one (5, P, P) view per held patch; no copy until batching
     while True:
         item = source.get()
         if isinstance(item, BaseException):
@@ -86,13 +85,11 @@ def _batches(
         if item is not None:
             plan, inputs = item
             meta.extend(zip(plan.click_index.tolist(), plan.origin_uv, strict=True))
-            parts.append(inputs)
-            held += len(inputs)
-        while held >= batch_size or (item is None and held > 0):
-            stacked = np.concatenate(parts)
-            n = min(batch_size, held)
-            yield meta[:n], stacked[:n]
-            meta, parts, held = meta[n:], [stacked[n:]], held - n
+            rows.extend(inputs)
+        while len(rows) >= batch_size or (item is None and rows):
+            n = min(batch_size, len(rows))
+            yield meta[:n], np.stack(rows[:n])
+            meta, rows = meta[n:], rows[n:]
         if item is None:
             return
 
