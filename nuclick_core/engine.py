@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import geopandas as gpd
 import numpy as np
+import shapely
 
 from nuclick_core.patches import ExclusionIndex, PatchPlan, build_inputs, grid_pixels, plan_tiles
 from nuclick_core.postprocess import STATUS_OK, PostprocessParams, clicked_object
@@ -94,6 +95,20 @@ def _batches(
             return
 
 
+def _inside_slide(prob: np.ndarray, origin: np.ndarray, grid_w: int, grid_h: int) -> np.ndarray:
+    """Zero the probabilities of patch pixels that lie outside the slide (white padding)."""
+    u0, v0 = int(origin[0]), int(origin[1])
+    p = prob.shape[0]
+    if u0 >= 0 and v0 >= 0 and u0 + p <= grid_w and v0 + p <= grid_h:
+        return prob
+    prob = prob.copy()
+    prob[: max(0, -v0)] = 0
+    prob[max(0, grid_h - v0) :] = 0
+    prob[:, : max(0, -u0)] = 0
+    prob[:, max(0, grid_w - u0) :] = 0
+    return prob
+
+
 def segment_clicks(
     slide: Slide,
     clicks: gpd.GeoDataFrame,
@@ -135,6 +150,7 @@ def segment_clicks(
         PatchPlan(active[p.click_index], p.origin_uv, p.region)
         for p in plan_tiles(uv, patch_size=geom.patch_size, tile=options.tile)
     ]
+    grid_w, grid_h = int(np.ceil(slide.width / f)), int(np.ceil(slide.height / f))
     q: queue.Queue = queue.Queue(maxsize=options.queue_size)
     stop = threading.Event()
     # Exclusion maps see every point click, also those outside the slide.
@@ -152,6 +168,7 @@ def segment_clicks(
         for meta, batch in _batches(q, batch_size):
             probs = predictor(batch)
             for (idx, origin), prob in zip(meta, probs, strict=True):
+                prob = _inside_slide(prob, origin, grid_w, grid_h)
                 mask, st = clicked_object(prob, (half, half), geom.postprocess)
                 status[idx] = st
                 if st != STATUS_OK:
@@ -181,13 +198,17 @@ def segment_clicks(
         raise ValueError(f"overlap must be 'resolve' or 'last_wins', got {overlap!r}")
     final = resolve_overlaps(instances) if overlap == "resolve" else paste_last_wins(instances)
     geoms: list = [None] * n
+    slide_box = shapely.box(0, 0, slide.width, slide.height)
     by_id = {inst.click_id: inst for inst in instances}
     for idx, mask in final.items():
         inst = by_id[idx]
         if mask is None:
             status[idx] = STATUS_LOST
             continue
-        geoms[idx] = mask_to_polygon(mask, inst.row0, inst.col0, f)
+        poly = mask_to_polygon(mask, inst.row0, inst.col0, f)
+        if not slide_box.contains(poly):  # a grid pixel may overhang the slide's last pixel
+            poly = poly.intersection(slide_box)
+        geoms[idx] = poly
         score[idx] = float(inst.prob[mask].mean())
     options.stats.update(
         {"patches": done, "seconds_infer": t_infer, "seconds_total": time.perf_counter() - t0}
