@@ -51,7 +51,7 @@ def main() -> None:
     slide = memory_slide(item, card.mpp)
     _, xy = centroid_clicks(item.labels)
     clicks = _table(xy)
-    geom = ModelGeometry(card.patch_size, card.mpp, card.postprocess)
+    geom = ModelGeometry.from_card(card)
     runs = []
     for bs in (int(b) for b in args.batch_sizes.split(",")):
         pred = OnnxPredictor(card, batch_size=bs, threads=args.threads)

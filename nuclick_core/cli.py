@@ -97,7 +97,7 @@ def _cmd_segment(args: argparse.Namespace) -> None:
             slide,
             clicks,
             predictor,
-            ModelGeometry(card.patch_size, card.mpp, card.postprocess),
+            ModelGeometry.from_card(card),
             batch_size=args.batch_size,
             options=options,
         )
@@ -202,7 +202,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     names = [n for n in args.names.split(",") if n] if args.names else None
     items = read_dataset(Path(args.data), args.format, names)
     predictor = OnnxPredictor(card, batch_size=args.batch_size, threads=args.threads)
-    geom = ModelGeometry(card.patch_size, card.mpp, card.postprocess)
+    geom = ModelGeometry.from_card(card)
     figures, results = run_evaluation(
         items, predictor, geom, mpp=args.mpp, object_type=card.object_type,
         batch_size=args.batch_size, experiments=not args.no_experiments,
@@ -265,7 +265,7 @@ def _cmd_stability(args: argparse.Namespace) -> None:
                              path=Path(args.annotations))
     segment = model_segmenter(
         OnnxPredictor(card, batch_size=args.batch_size, threads=args.threads),
-        ModelGeometry(card.patch_size, card.mpp, card.postprocess), batch_size=args.batch_size,
+        ModelGeometry.from_card(card), batch_size=args.batch_size,
     )
     sigmas = tuple(float(s) for s in args.sigmas.split(","))
     result = {

@@ -19,8 +19,18 @@ import numpy as np
 import shapely
 
 from nuclick_core.patches import ExclusionIndex, PatchPlan, build_inputs, grid_pixels, plan_tiles
+from nuclick_core.annotations import outside_slide_mask
 from nuclick_core.postprocess import STATUS_OK, PostprocessParams, clicked_object
-from nuclick_core.runtime import Predictor
+from nuclick_core.signals import polyline_map
+from nuclick_core.squiggles import (
+    grid_lines,
+    plan_squiggle,
+    representative_points,
+    squiggle_inputs,
+    squiggle_object,
+    upscale,
+)
+from nuclick_core.runtime import ModelCard, Predictor
 from nuclick_core.slides import Slide, read_grid_region
 from nuclick_core.stitch import (
     STATUS_LOST,
@@ -47,11 +57,20 @@ class RunOptions:
 
 @dataclass
 class ModelGeometry:
-    """What the engine needs to know about the model."""
+    """What the engine needs to know about the model.
+
+    mark : ``"point"`` (nuclei, cells: one click each) or ``"squiggle"`` (glands).
+    """
 
     patch_size: int
     mpp: float
     postprocess: PostprocessParams
+    mark: str = "point"
+
+    @classmethod
+    def from_card(cls, card: ModelCard) -> ModelGeometry:
+        mark = "squiggle" if card.object_type == "gland" else "point"
+        return cls(card.patch_size, card.mpp, card.postprocess, mark)
 
 
 def _reader(
@@ -93,6 +112,51 @@ def _batches(
             meta, rows = meta[n:], rows[n:]
         if item is None:
             return
+
+
+def _segment_squiggles(
+    slide: Slide,
+    clicks: gpd.GeoDataFrame,
+    rows: np.ndarray,
+    predictor: Predictor,
+    geom: ModelGeometry,
+    batch_size: int,
+    status: np.ndarray,
+    instances: list[PatchInstance],
+) -> int:
+    """Segment the squiggles ``rows`` of ``clicks`` (one patch each, in batches)."""
+    f = geom.mpp / slide.mpp
+    p = geom.patch_size
+    grid_w, grid_h = int(np.ceil(slide.width / f)), int(np.ceil(slide.height / f))
+    lines = [grid_lines(clicks.geometry.values[i], f) for i in rows]
+    plans = [plan_squiggle(ln, p) for ln in lines]
+    for start in range(0, len(rows), batch_size):
+        chunk = range(start, min(start + batch_size, len(rows)))
+        inputs = np.stack([
+            squiggle_inputs(
+                read_grid_region(slide, *plans[k].origin_uv, plans[k].side, plans[k].side,
+                                 target_mpp=geom.mpp),
+                lines[k], representative_points(lines, plans[k], k), plans[k], p)
+            for k in chunk
+        ])
+        for k, prob in zip(chunk, predictor(inputs), strict=True):
+            plan, idx = plans[k], int(rows[k])
+            u0, v0 = plan.origin_uv
+            prob = _inside_slide(upscale(prob, plan.side), np.array([u0, v0]), grid_w, grid_h)
+            local = [ln - np.array([u0, v0]) for ln in lines[k]]
+            drawn = polyline_map((plan.side, plan.side), [np.floor(ln) for ln in local]) > 0
+            mask, st = squiggle_object(prob, drawn, geom.postprocess)
+            status[idx] = st
+            if st != STATUS_OK:
+                continue
+            rr, cc = np.nonzero(mask)
+            r0, r1, c0, c1 = rr.min(), rr.max() + 1, cc.min(), cc.max() + 1
+            first = np.floor(lines[k][0][0]).astype(int)
+            instances.append(PatchInstance(
+                click_id=idx, row0=int(v0 + r0), col0=int(u0 + c0), mask=mask[r0:r1, c0:c1],
+                prob=prob[r0:r1, c0:c1], click_rc=(int(first[1]), int(first[0])),
+            ))
+    return len(rows)
 
 
 def _inside_slide(prob: np.ndarray, origin: np.ndarray, grid_w: int, grid_h: int) -> np.ndarray:
@@ -140,10 +204,12 @@ def segment_clicks(
     if is_point.any():
         pts = clicks.geometry.values[is_point]
         xy[is_point] = np.column_stack([pts.x, pts.y])
-    status[~is_point] = STATUS_UNSUPPORTED
-    inside = (xy[:, 0] >= 0) & (xy[:, 0] < slide.width) & (xy[:, 1] >= 0) & (xy[:, 1] < slide.height)
-    status[is_point & ~inside] = STATUS_OUTSIDE
-    active = np.flatnonzero(is_point & inside)
+    is_squiggle = (clicks["kind"] == "squiggle").to_numpy() if n else np.zeros(0, bool)
+    wanted = is_point if geom.mark == "point" else is_squiggle
+    status[~wanted] = STATUS_UNSUPPORTED
+    inside = ~outside_slide_mask(clicks, slide.width, slide.height) if n else np.zeros(0, bool)
+    status[wanted & ~inside] = STATUS_OUTSIDE
+    active = np.flatnonzero(is_point & inside) if geom.mark == "point" else np.zeros(0, np.int64)
     uv_all = grid_pixels(xy, f)
     uv = uv_all[active]
     plans = [
@@ -193,6 +259,10 @@ def segment_clicks(
                 q.get_nowait()
             except queue.Empty:
                 reader.join(0.05)
+    if geom.mark == "squiggle":
+        squiggle_rows = np.flatnonzero(is_squiggle & inside)
+        done += _segment_squiggles(slide, clicks, squiggle_rows, predictor, geom, batch_size,
+                                   status, instances)
     t_infer = time.perf_counter() - t0
     if overlap not in ("resolve", "last_wins"):
         raise ValueError(f"overlap must be 'resolve' or 'last_wins', got {overlap!r}")

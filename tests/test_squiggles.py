@@ -1,0 +1,123 @@
+"""Squiggle-guided gland segmentation: relax and down-scale paths, slide border, holes."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+from PIL import Image
+from skimage.draw import disk
+
+from nuclick_core.engine import ModelGeometry, segment_clicks
+from nuclick_core.postprocess import PostprocessParams
+from nuclick_core.slides import open_slide
+from nuclick_core.squiggles import plan_squiggle, squiggle_object
+
+P = 64
+PARAMS = PostprocessParams(threshold=0.5, min_size=20, min_hole=8)
+GEOM = ModelGeometry(P, 1.0, PARAMS, mark="squiggle")
+
+
+class DarkPredictor:
+    """Foreground = dark pixels (ignores the maps): a stand-in network for glands."""
+
+    patch_size = P
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return (batch[:, :3].mean(1) < 0.5).astype(np.float32)
+
+
+def _ring_image(shape, centre, r_out, r_in) -> np.ndarray:
+    img = np.full((*shape, 3), 240, np.uint8)
+    rr, cc = disk(centre, r_out, shape=shape)
+    img[rr, cc] = (90, 40, 110)
+    if r_in > 0:
+        rr, cc = disk(centre, r_in, shape=shape)
+        img[rr, cc] = 240
+    return img
+
+
+def _table(lines) -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame(
+        {"click_id": np.arange(len(lines), dtype=np.int64), "kind": "squiggle",
+         "object": "gland", "label": None, "source": [f"t:{i}" for i in range(len(lines))]},
+        geometry=[shapely.LineString(ln) for ln in lines], crs=None,
+    )
+
+
+def _run(tmp_path, img, lines):
+    path = tmp_path / "g.png"
+    Image.fromarray(img).save(path)
+    slide = open_slide(path, mpp=1.0, fallback_mpp=1.0)
+    return segment_clicks(slide, _table(lines), DarkPredictor(), GEOM, batch_size=2)
+
+
+def test_plan_relaxes_small_boxes_and_scales_large_ones() -> None:
+    small = plan_squiggle([np.array([[10.0, 10.0], [20.0, 14.0]])], P)
+    assert small.side == P and small.scale(P) == 1.0
+    big = plan_squiggle([np.array([[0.0, 0.0], [100.0, 30.0]])], P)
+    assert big.side > P and big.scale(P) < 1.0
+    assert big.origin_uv[0] <= 0 and big.origin_uv[0] + big.side >= 100
+
+
+def test_squiggle_around_a_hole_keeps_it(tmp_path) -> None:
+    img = _ring_image((100, 100), (50, 50), 20, 8)
+    # an arc inside the ring's wall, around the lumen
+    t = np.linspace(0.2, 2.6, 12)
+    arc = np.column_stack([50 + 14 * np.cos(t), 50 + 14 * np.sin(t)])
+    table = _run(tmp_path, img, [arc])
+    assert table["status"].tolist() == ["ok"]
+    poly = table.geometry.iloc[0]
+    assert len(poly.interiors) == 1  # the lumen stays a hole
+    assert not poly.contains(shapely.Point(50, 50))
+    assert poly.area == pytest.approx(np.pi * (20**2 - 8**2), rel=0.1)
+
+
+def test_squiggle_across_a_hole_fills_it(tmp_path) -> None:
+    img = _ring_image((100, 100), (50, 50), 20, 5)
+    line = np.array([[36.0, 50.0], [64.0, 50.0]])  # crosses the lumen
+    table = _run(tmp_path, img, [line])
+    poly = table.geometry.iloc[0]
+    assert len(poly.interiors) == 0 and poly.contains(shapely.Point(50.5, 50.5))
+
+
+def test_large_gland_takes_the_down_scale_path(tmp_path) -> None:
+    img = _ring_image((200, 200), (100, 100), 70, 0)
+    line = np.array([[50.0, 100.0], [150.0, 100.0], [100.0, 60.0]])
+    table = _run(tmp_path, img, [line])
+    assert table["status"].tolist() == ["ok"]
+    assert table.geometry.iloc[0].area == pytest.approx(np.pi * 70**2, rel=0.06)
+
+
+def test_squiggle_at_the_slide_border_and_two_glands(tmp_path) -> None:
+    img = _ring_image((100, 160), (50, 10), 25, 0)  # gland cut by the left border
+    rr, cc = disk((50, 120), 15, shape=img.shape[:2])
+    img[rr, cc] = (90, 40, 110)
+    lines = [np.array([[1.0, 45.0], [10.0, 55.0]]), np.array([[115.0, 50.0], [125.0, 50.0]])]
+    table = _run(tmp_path, img, lines)
+    assert table["status"].tolist() == ["ok", "ok"]
+    a, b = table.geometry.values
+    assert a.bounds[0] >= 0 and a.is_valid and b.is_valid
+    assert a.intersection(b).area == 0
+    assert b.area == pytest.approx(np.pi * 15**2, rel=0.1)
+
+
+def test_clicks_are_unsupported_for_a_gland_model(tmp_path) -> None:
+    img = _ring_image((80, 80), (40, 40), 20, 0)
+    path = tmp_path / "g.png"
+    Image.fromarray(img).save(path)
+    slide = open_slide(path, mpp=1.0, fallback_mpp=1.0)
+    clicks = gpd.GeoDataFrame(
+        {"click_id": [0], "kind": "point", "object": "nucleus", "label": None, "source": "t"},
+        geometry=[shapely.Point(40, 40)], crs=None)
+    table = segment_clicks(slide, clicks, DarkPredictor(), GEOM)
+    assert table["status"].tolist() == ["unsupported_mark"]
+
+
+def test_squiggle_object_needs_the_squiggle_on_foreground() -> None:
+    prob = np.zeros((20, 20), np.float32)
+    prob[2:10, 2:10] = 1
+    squiggle = np.zeros((20, 20), bool)
+    squiggle[15, 12:18] = True
+    assert squiggle_object(prob, squiggle, PARAMS)[1] == "click_outside_mask"

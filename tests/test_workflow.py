@@ -1,0 +1,250 @@
+"""Tests of the Snakemake workflow: lint, dry run, config and sample sheet validation, and a real
+end-to-end run on a synthetic image with a tiny random-weight model.
+
+Snakemake runs as a subprocess from the Python env that runs pytest, as a user would run it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "Snakefile"
+BIN = Path(sys.executable).parent
+
+
+def snakemake(*args: str | Path, workdir: Path = REPO) -> subprocess.CompletedProcess:
+    """Run Snakemake on the repository's Snakefile in ``workdir`` and return the finished process.
+
+    The env's bin folder goes first on PATH so that the rules find its `nuclick`.
+    """
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "OMP_NUM_THREADS": "1",
+    }
+    command = [str(BIN / "snakemake"), "--snakefile", str(SNAKEFILE), "--directory", str(workdir)]
+    return subprocess.run(
+        [*command, *map(str, args)],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def output_of(run: subprocess.CompletedProcess) -> str:
+    return f"exit code {run.returncode}\n--- stdout\n{run.stdout}\n--- stderr\n{run.stderr}"
+
+
+def job_counts(run: subprocess.CompletedProcess) -> dict[str, int]:
+    """The "Job stats" table of a (dry) run: rule name -> number of jobs."""
+    text = run.stdout + run.stderr
+    table = text[text.index("Job stats:") :]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
+
+
+def test_lint_is_clean():
+    run = snakemake("--lint", "--nolock")
+    assert run.returncode == 0, output_of(run)
+    assert "Congratulations, your workflow is in a good condition!" in run.stdout + run.stderr, (
+        output_of(run)
+    )
+
+
+def test_dry_run_plans_one_segment_job_per_sample():
+    sheet = pd.read_csv(REPO / "config" / "samples.tsv", sep="\t", dtype=str)
+    run = snakemake("--dry-run", "--forceall", "--nolock", "--cores", "2")
+    assert run.returncode == 0, output_of(run)
+    counts = job_counts(run)
+    assert counts["segment"] == len(sheet) == 2, output_of(run)
+    assert counts["all"] == 1
+    for sample in sheet["sample"]:
+        assert f"wildcards: sample={sample}\n" in run.stdout, output_of(run)
+        assert f"results/{sample}/instances.parquet" in run.stdout
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A working directory with an image and clicks that exist, for the validation tests."""
+    Image.new("RGB", (32, 32), (230, 200, 220)).save(tmp_path / "image.png")
+    (tmp_path / "clicks.csv").write_text("x,y\n10.5,10.5\n")
+    return tmp_path
+
+
+def write_config(workdir: Path, text: str) -> Path:
+    path = workdir / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def write_sheet(workdir: Path, rows: list[str]) -> None:
+    header = "sample\tslide\tannotations\tobject\tmpp\tmodel"
+    (workdir / "samples.tsv").write_text("\n".join([header, *rows]) + "\n")
+
+
+@pytest.mark.parametrize(
+    ("config", "rows", "expected"),
+    [
+        pytest.param(
+            "samples: samples.tsv\nsegment:\n  batchsize: 8\n",
+            ["a\timage.png\tclicks.csv\tnucleus\t0.5\t"],
+            ["Additional properties are not allowed ('batchsize' was unexpected)"],
+            id="typo-in-config",
+        ),
+        pytest.param(
+            "samples: samples.tsv\nsegment:\n  provider: gpu\n",
+            ["a\timage.png\tclicks.csv\tnucleus\t0.5\t"],
+            ["'gpu' is not one of ['auto', 'cpu', 'cuda', 'tensorrt']"],
+            id="bad-provider",
+        ),
+        pytest.param(
+            "samples: samples.tsv\n",
+            [
+                "a\timage.png\tclicks.csv\tnucleus\t0.5\t",
+                "b\timage.png\tclicks.csv\tnucleus\t0.5\t",
+                "a\timage.png\tclicks.csv\tcell\t0.5\t",
+            ],
+            ["sample names must be unique", "line 2 ('a')", "line 4 ('a')"],
+            id="duplicate-sample",
+        ),
+        pytest.param(
+            "samples: samples.tsv\n",
+            ["a\timage.png\tclicks.csv\tnuclei\t0.5\t"],
+            ["'nuclei' is not one of ['nucleus', 'cell', 'gland']", "samples.tsv"],
+            id="bad-object",
+        ),
+        pytest.param(
+            "samples: samples.tsv\n",
+            ["a b\timage.png\tclicks.csv\tnucleus\t0.5\t"],
+            ["'a b' does not match"],
+            id="bad-sample-name",
+        ),
+        pytest.param(
+            "samples: samples.tsv\n",
+            ["a\timage.png\tclicks.csv\tnucleus\tfine\t"],
+            ["'fine' is not of type 'number'"],
+            id="bad-mpp",
+        ),
+        pytest.param(
+            "samples: samples.tsv\n",
+            ["a\timage.png\tclicks.csv\tnucleus\t0.5\t", "b\tmissing.svs\tclicks.csv\t\t\t"],
+            ["line 3 (sample 'b')", "slide file missing.svs does not exist"],
+            id="missing-slide",
+        ),
+        pytest.param(
+            "samples: sheet.tsv\n",
+            ["a\timage.png\tclicks.csv\tnucleus\t0.5\t"],
+            ["sample sheet sheet.tsv does not exist"],
+            id="missing-sheet",
+        ),
+    ],
+)
+def test_validation_rejects_bad_input_naming_the_problem(
+    workdir: Path, config: str, rows: list[str], expected: list[str]
+):
+    write_sheet(workdir, rows)
+    run = snakemake("--dry-run", "--configfile", write_config(workdir, config), workdir=workdir)
+    assert run.returncode != 0, output_of(run)
+    for text in expected:
+        assert text in run.stdout + run.stderr, output_of(run)
+
+
+def test_validation_fills_defaults(workdir: Path):
+    """A sheet with only the required columns and an empty config are enough."""
+    (workdir / "samples.tsv").write_text("sample\tslide\tannotations\na\timage.png\tclicks.csv\n")
+    run = snakemake("--dry-run", "--printshellcmds", "--configfile", write_config(workdir, "{}\n"),
+                    "--config", "samples=samples.tsv", workdir=workdir)
+    assert run.returncode == 0, output_of(run)
+    assert "--object nucleus --batch-size 16 --provider auto --tile 1024" in run.stdout, (
+        output_of(run)
+    )
+
+
+def make_tiny_model(model_dir: Path) -> None:
+    """A random-weight NuClick (width 1/16, 64 px patches) as ONNX with its model card."""
+    import torch
+
+    from nuclick_core.export import export_onnx
+    from nuclick_core.model import NuClick
+    from nuclick_core.runtime import sha256_of
+
+    model_dir.mkdir(parents=True)
+    torch.manual_seed(0)
+    export_onnx(NuClick(width=0.0625), model_dir / "model.onnx", patch_size=64)
+    card = {
+        "name": "tiny",
+        "object_type": "nucleus",
+        "patch_size": 64,
+        "mpp": 0.5,
+        "postprocess": {"threshold": 0.5, "min_size": 5, "min_hole": 10},
+        "sha256": sha256_of(model_dir / "model.onnx"),
+    }
+    (model_dir / "model.json").write_text(json.dumps(card))
+
+
+def make_image_with_nuclei(path: Path, centres: np.ndarray) -> None:
+    """A 300x300 RGB image: pale background, a dark disk (radius 9 px) at each (x, y) centre."""
+    yy, xx = np.mgrid[0:300, 0:300] + 0.5
+    rgb = np.full((300, 300, 3), (235, 205, 225), dtype=np.uint8)
+    for x, y in centres:
+        rgb[(xx - x) ** 2 + (yy - y) ** 2 <= 9**2] = (90, 40, 130)
+    Image.fromarray(rgb).save(path)
+
+
+def test_end_to_end_run_writes_one_instance_row_per_click(tmp_path: Path):
+    centres = np.array([[50.5, 60.5], [150.5, 150.5], [250.5, 80.5], [80.5, 240.5]])
+    make_tiny_model(tmp_path / "models" / "tiny")
+    make_image_with_nuclei(tmp_path / "image.png", centres)
+    clicks = np.vstack([centres, [[200.5, 220.5]]])  # the last click lies on background
+    (tmp_path / "clicks.csv").write_text(
+        "x,y\n" + "".join(f"{x},{y}\n" for x, y in clicks)
+    )
+    # `by_sheet` names its model in the sample sheet (and gives the mpp); `by_config` gets the
+    # config's model for nuclei and the model's mpp (the PNG carries none).
+    write_sheet(
+        tmp_path,
+        [
+            "by_sheet\timage.png\tclicks.csv\tnucleus\t0.5\tmodels/tiny",
+            "by_config\timage.png\tclicks.csv\t\t\t",
+        ],
+    )
+    config = write_config(
+        tmp_path,
+        "samples: samples.tsv\n"
+        "segment:\n"
+        "  threads: 1\n"
+        "  batch_size: 4\n"
+        f"  models: {{nucleus: {tmp_path / 'models' / 'tiny'}}}\n",
+    )
+
+    run = snakemake("--configfile", config, "--cores", "1", workdir=tmp_path)
+    assert run.returncode == 0, output_of(run)
+
+    for sample in ("by_sheet", "by_config"):
+        table = pq.read_table(tmp_path / "results" / sample / "instances.parquet")
+        assert table.num_rows == len(clicks), sample
+        assert sorted(table.column("click_id").to_pylist()) == list(range(len(clicks)))
+        geojson = json.loads((tmp_path / "results" / sample / "instances.geojson").read_text())
+        assert geojson["type"] == "FeatureCollection"
+        log = (tmp_path / "logs" / "segment" / f"{sample}.log").read_text()
+        assert "wrote results/" in log, log
+    metadata = pq.read_schema(tmp_path / "results" / "by_sheet" / "instances.parquet").metadata
+    assert b"tiny" in b"".join(metadata.values())
+
+    again = snakemake("--dry-run", "--configfile", config, workdir=tmp_path)
+    assert again.returncode == 0, output_of(again)
+    assert "Nothing to be done" in again.stdout + again.stderr, output_of(again)
