@@ -49,8 +49,14 @@ def _cmd_train(args: argparse.Namespace) -> None:
             "command": " ".join(sys.argv),
         },
     )
-    sampler = ClickPatchSampler(train_items, patch_size=cfg.patch_size)
-    val_sampler = ClickPatchSampler(val_items, patch_size=cfg.patch_size, augment=False)
+    if cfg.object_type == "gland":
+        from nuclick_core.glandset import GlandPatchSampler
+
+        sampler = GlandPatchSampler(train_items, patch_size=cfg.patch_size)
+        val_sampler = GlandPatchSampler(val_items, patch_size=cfg.patch_size, augment=False)
+    else:
+        sampler = ClickPatchSampler(train_items, patch_size=cfg.patch_size)
+        val_sampler = ClickPatchSampler(val_items, patch_size=cfg.patch_size, augment=False)
     pick = np.random.default_rng(12345).permutation(len(val_sampler))[: cfg.val_objects]
     val = val_sampler.fixed_batch(np.sort(pick))
     log.info(
@@ -342,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="dataset folder")
     p.add_argument("--format", default="folder", help="folder | pannuke | consep | monuseg")
     p.add_argument("--val-names", required=True, help="comma-separated validation image names")
-    p.add_argument("--object", default="nucleus", choices=["nucleus", "cell"])
+    p.add_argument("--object", default="nucleus", choices=["nucleus", "cell", "gland"])
     p.add_argument("--width", type=float, default=0.25)
     p.add_argument("--patch-size", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=16)

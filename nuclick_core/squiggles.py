@@ -58,7 +58,12 @@ def grid_lines(geometry: shapely.Geometry, f: float) -> list[np.ndarray]:
 def plan_squiggle(lines: list[np.ndarray], patch_size: int) -> SquigglePatch:
     """The patch square for a squiggle given in grid coordinates."""
     pts = np.vstack(lines)
-    lo, hi = pts.min(0), pts.max(0)
+    return plan_box(pts.min(0), pts.max(0), patch_size)
+
+
+def plan_box(lo: np.ndarray, hi: np.ndarray, patch_size: int) -> SquigglePatch:
+    """The patch square for a squiggle whose points span ``lo``..``hi`` (x, y) on the grid;
+    shared by inference and training so both see glands at the same scale."""
     centre = (lo + hi) / 2.0
     side = max(patch_size, int(np.ceil(float((hi - lo).max()) * BOX_MARGIN)) + 1)
     origin = np.floor(centre - side / 2.0).astype(int)

@@ -121,3 +121,23 @@ def test_squiggle_object_needs_the_squiggle_on_foreground() -> None:
     squiggle = np.zeros((20, 20), bool)
     squiggle[15, 12:18] = True
     assert squiggle_object(prob, squiggle, PARAMS)[1] == "click_outside_mask"
+
+
+def test_gland_training_patches_follow_the_inference_plan() -> None:
+    from nuclick_core.glandset import GlandPatchSampler
+    from nuclick_core.synth import glands_scene
+    from nuclick_core.trainset import LabelledImage
+
+    s = glands_scene(size=(256, 256), n_glands=3, seed=0, radius_range=(30, 60), rim_width=(8, 14))
+    sampler = GlandPatchSampler([LabelledImage("g", s.image, s.labels)], patch_size=P)
+    rng = np.random.default_rng(0)
+    x, y, others = sampler.batch(np.arange(len(sampler)), rng)
+    assert x.shape == (len(sampler), 5, P, P)
+    for k in range(len(sampler)):
+        incl = x[k, 3] > 0
+        assert incl.sum() > 1  # a squiggle, not a click
+        assert (y[k, 0][incl] > 0).mean() > 0.9  # drawn inside its gland
+        assert not (y[k, 0] * others[k, 0]).any()
+    a = sampler.fixed_batch(np.arange(2))
+    b = sampler.fixed_batch(np.arange(2))
+    assert all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))

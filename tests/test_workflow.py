@@ -169,9 +169,13 @@ def test_validation_fills_defaults(workdir: Path):
     run = snakemake("--dry-run", "--printshellcmds", "--configfile", write_config(workdir, "{}\n"),
                     "--config", "samples=samples.tsv", workdir=workdir)
     assert run.returncode == 0, output_of(run)
-    assert "--object nucleus --batch-size 16 --provider auto --tile 1024" in run.stdout, (
-        output_of(run)
-    )
+    command = re.search(r"^Shell command: (nuclick segment .*)$", run.stdout, re.MULTILINE)
+    assert command, output_of(run)
+    flags = command[1].split()
+    for flag, value in [("--object", "nucleus"), ("--batch-size", "16"), ("--provider", "auto"),
+                        ("--tile", "1024")]:
+        assert flags[flags.index(flag) + 1] == value, command[1]
+    assert "--mpp" not in flags and "--model" not in flags, command[1]
 
 
 def make_tiny_model(model_dir: Path) -> None:

@@ -1,0 +1,82 @@
+"""Training patches for squiggle-guided glands, as the paper describes.
+
+Each sample is one gland: its squiggle is the skeleton of the gland after thresholding its
+distance transform at a random tau (:func:`nuclick_core.signals.gland_skeleton_signal`), drawn
+anew each time; the patch is planned exactly as at inference (:func:`plan_box`: relaxed to the
+patch size, or the box doubled and down-scaled); the exclusion map holds one interior pixel of
+each other gland in the patch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from skimage.transform import resize
+
+from nuclick_core.augment import flip_rotate, photometric
+from nuclick_core.signals import gland_skeleton_signal, point_map, sample_click
+from nuclick_core.squiggles import plan_box
+from nuclick_core.trainset import LabelledImage, crop, index_objects
+
+
+class GlandPatchSampler:
+    """Draws (x, target, others) gland training examples at ``patch_size`` (512 in the paper)."""
+
+    def __init__(self, images: list[LabelledImage], *, patch_size: int = 512,
+                 augment: bool = True) -> None:
+        self.images = images
+        self.objects = index_objects(images, min_area=64)
+        if not self.objects:
+            raise ValueError("no labelled glands in the training images")
+        self.patch_size = patch_size
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.objects)
+
+    def sample(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        ref = self.objects[index]
+        item = self.images[ref.image_index]
+        r0, c0, r1, c1 = ref.bbox
+        skeleton = gland_skeleton_signal(item.labels[r0:r1, c0:c1] == ref.label, rng)
+        rows, cols = np.nonzero(skeleton)
+        pts = np.column_stack([cols + c0, rows + r0]).astype(np.float64)
+        plan = plan_box(pts.min(0), pts.max(0), self.patch_size)
+        u0, v0 = plan.origin_uv
+        side, p = plan.side, self.patch_size
+        img = crop(item.image, v0, u0, side, 255).astype(np.float32) / 255.0
+        lab = crop(item.labels, v0, u0, side, 0)
+        target = (lab == ref.label).astype(np.float32)
+        others_mask = (lab > 0) & (lab != ref.label)
+        s = p / side
+        local = (pts - [u0, v0] + 0.5) * s - 0.5
+        inclusion = point_map((p, p), local)
+        excl_pts = []
+        for other in np.unique(lab[others_mask]):
+            excl_pts.append(sample_click(lab == other, rng))
+        exclusion = point_map((p, p), (np.array(excl_pts).reshape(-1, 2) + 0.5) * s - 0.5)
+        exclusion[inclusion > 0] = 0
+        others = others_mask.astype(np.float32)
+        if side != p:
+            img = resize(img, (p, p), order=1, anti_aliasing=True, preserve_range=True)
+            target = (resize(target, (p, p), order=1, anti_aliasing=True) > 0.5).astype(np.float32)
+            others = (resize(others, (p, p), order=1, anti_aliasing=True) > 0.5).astype(np.float32)
+        if self.augment:
+            img = photometric(img.astype(np.float32), rng)
+            img, inclusion, exclusion, target, others = flip_rotate(
+                [img, inclusion, exclusion, target, others], rng)
+        x = np.concatenate([img.transpose(2, 0, 1), inclusion[None], exclusion[None]], 0)
+        return x.astype(np.float32), target[None], others[None]
+
+    def batch(self, indices: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        parts = [self.sample(int(i), rng) for i in indices]
+        return tuple(np.stack(p) for p in zip(*parts, strict=True))
+
+    def fixed_batch(self, indices: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Validation examples: a fixed seed per object, no augmentation."""
+        saved, self.augment = self.augment, False
+        try:
+            parts = [self.sample(int(i), np.random.default_rng([7, int(i)])) for i in indices]
+        finally:
+            self.augment = saved
+        return tuple(np.stack(p) for p in zip(*parts, strict=True))
+
