@@ -1,0 +1,56 @@
+# Entry points of nuclick-wsi. `make run` runs the demo workflow; `make test` runs the test suite.
+# Both create .venv when missing and install the project into it; a second call reinstalls only
+# when pyproject.toml has changed since the last install (stamp files in .venv).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Rules call `nuclick`, so the venv's bin folder goes first on PATH for Snakemake.
+SNAKEMAKE := PATH="$(CURDIR)/$(BIN):$$PATH" OMP_NUM_THREADS=1 $(BIN)/snakemake
+PROFILE ?= workflow/profiles/default
+SMK_FILES := Snakefile $(wildcard workflow/rules/*.smk)
+# torch for `make test`: the CPU build. This machine's pip finds it on local disk; elsewhere use
+# e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu" (PyPI's Linux torch is
+# the multi-GB CUDA build).
+TORCH ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+
+.PHONY: run dry-run test lint clean
+
+## run: the workflow on the demo slides (fetches them first), with the local profile
+run: $(VENV)/.installed-run
+	$(SNAKEMAKE) --profile $(PROFILE)
+
+## dry-run: show the jobs `make run` would start
+dry-run: $(VENV)/.installed-run
+	$(SNAKEMAKE) --profile $(PROFILE) --dry-run
+
+## test: the whole test suite (needs torch for the training tests and the tiny test model)
+test: $(VENV)/.installed-test
+	OMP_NUM_THREADS=1 $(BIN)/pytest
+
+## lint: ruff, snakemake --lint and snakefmt --check
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check nuclick_core tests
+	$(SNAKEMAKE) --lint --nolock
+	$(BIN)/snakefmt --check $(SMK_FILES)
+
+## clean: remove workflow outputs, logs and caches (keeps .venv and the downloads in resources/)
+clean:
+	rm -rf results logs .snakemake .pytest_cache .ruff_cache .mypy_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+
+# Inference needs ONNX Runtime only (extra `cpu`), never torch.
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[cpu]'
+	touch $@
+
+# torch goes first, so that the `train` extra finds it satisfied and keeps the CPU build.
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install $(TORCH_PIP_ARGS) '$(TORCH)'
+	$(BIN)/python -m pip install -e '.[cpu,train,test]'
+	touch $@ $(VENV)/.installed-run
