@@ -15,18 +15,42 @@ from nuclick_core.errors import NuclickError
 log = logging.getLogger("nuclick")
 
 
+def _cell_canvases(root: Path, val_names: list[str], args: argparse.Namespace) -> tuple:
+    """Training and validation canvases from segmented cells; validation canvases use only the
+    held-out cells named in ``val_names``."""
+    from nuclick_core.cellcanvas import build_canvases, read_cells
+
+    cells = read_cells(root)
+    unknown = sorted(set(val_names) - {c.name for c in cells})
+    if unknown:
+        raise NuclickError(f"--val-names {unknown} are not cells of {root}")
+    train_cells = [c for c in cells if c.name not in val_names]
+    val_cells = [c for c in cells if c.name in val_names]
+    if not val_cells:
+        return [], []
+    size = max(2 * args.patch_size, 256)
+    log.info("building %d training and %d validation canvases (%d px)", args.canvases,
+             max(args.canvases // 10, 4), size)
+    return (build_canvases(train_cells, args.canvases, seed=args.seed, size=size, n_cells=10),
+            build_canvases(val_cells, max(args.canvases // 10, 4), seed=10_000 + args.seed,
+                           size=size, n_cells=10))
+
+
 def _cmd_train(args: argparse.Namespace) -> None:
     from nuclick_core.datasets import read_dataset
     from nuclick_core.train import TrainConfig, train
     from nuclick_core.trainset import ClickPatchSampler
 
     val_names = [n for n in (args.val_names or "").split(",") if n]
-    all_items = read_dataset(Path(args.data), args.format)
-    unknown = sorted(set(val_names) - {it.name for it in all_items})
-    if unknown:
-        raise NuclickError(f"--val-names {unknown} are not images of {args.data}")
-    train_items = [it for it in all_items if it.name not in val_names]
-    val_items = [it for it in all_items if it.name in val_names]
+    if args.format == "cells":
+        train_items, val_items = _cell_canvases(Path(args.data), val_names, args)
+    else:
+        all_items = read_dataset(Path(args.data), args.format)
+        unknown = sorted(set(val_names) - {it.name for it in all_items})
+        if unknown:
+            raise NuclickError(f"--val-names {unknown} are not images of {args.data}")
+        train_items = [it for it in all_items if it.name not in val_names]
+        val_items = [it for it in all_items if it.name in val_names]
     if not val_items:
         raise NuclickError("--val-names selects no image; name the validation images")
     cfg = TrainConfig(
@@ -346,7 +370,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train NuClick on an instance-labelled dataset")
     p.add_argument("--data", required=True, help="dataset folder")
-    p.add_argument("--format", default="folder", help="folder | pannuke | consep | monuseg")
+    p.add_argument("--format", default="folder",
+                   help="folder | pannuke | consep | monuseg | cells (segmented single cells, "
+                        "blended into canvases)")
+    p.add_argument("--canvases", type=int, default=400, help="training canvases (format cells)")
     p.add_argument("--val-names", required=True, help="comma-separated validation image names")
     p.add_argument("--object", default="nucleus", choices=["nucleus", "cell", "gland"])
     p.add_argument("--width", type=float, default=0.25)
