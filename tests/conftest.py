@@ -89,8 +89,21 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def demo_scene(tmp_path: Path) -> tuple[Path, np.ndarray]:
     """A PNG with 12 dark disks (two touching pairs) and the disk centres."""
     centres = np.array(
-        [[40, 40], [56, 40], [120, 60], [200, 80], [216, 80], [300, 50],
-         [60, 200], [150, 180], [250, 220], [350, 250], [385, 285], [100, 120]], np.float64
+        [
+            [40, 40],
+            [56, 40],
+            [120, 60],
+            [200, 80],
+            [216, 80],
+            [300, 50],
+            [60, 200],
+            [150, 180],
+            [250, 220],
+            [350, 250],
+            [385, 285],
+            [100, 120],
+        ],
+        np.float64,
     )
     path = tmp_path / "scene.png"
     Image.fromarray(disks_image(centres=centres)).save(path)

@@ -54,7 +54,9 @@ def test_read_cells_folder(tmp_path) -> None:
     (tmp_path / "masks").mkdir()
     cell = _cutouts(1)[0]
     Image.fromarray(cell.image).save(tmp_path / "images" / "001.png")
-    Image.fromarray(np.where(cell.mask, 255, 0).astype(np.uint8)).save(tmp_path / "masks" / "001.png")
+    Image.fromarray(np.where(cell.mask, 255, 0).astype(np.uint8)).save(
+        tmp_path / "masks" / "001.png"
+    )
     cells = read_cells(tmp_path)
     assert len(cells) == 1 and np.array_equal(cells[0].mask, cell.mask)
     (tmp_path / "images" / "002.png").write_bytes((tmp_path / "images" / "001.png").read_bytes())

@@ -22,9 +22,27 @@ def test_segment_writes_geoparquet_and_geojson(tmp_path, demo_scene, tiny_model)
     clicks = tmp_path / "clicks.csv"
     _csv(clicks, centres)
     out, gj = tmp_path / "out" / "instances.parquet", tmp_path / "out" / "instances.geojson"
-    code = main(["segment", "--slide", str(image), "--annotations", str(clicks), "--out", str(out),
-                 "--geojson", str(gj), "--model", str(tiny_model), "--mpp", "0.5",
-                 "--threads", "1", "--batch-size", "4"])
+    code = main(
+        [
+            "segment",
+            "--slide",
+            str(image),
+            "--annotations",
+            str(clicks),
+            "--out",
+            str(out),
+            "--geojson",
+            str(gj),
+            "--model",
+            str(tiny_model),
+            "--mpp",
+            "0.5",
+            "--threads",
+            "1",
+            "--batch-size",
+            "4",
+        ]
+    )
     assert code == 0
     geo = json.loads(pq.read_schema(out).metadata[b"geo"])
     assert geo["version"] == "1.1.0"
@@ -61,8 +79,11 @@ def test_segment_writes_geoparquet_and_geojson(tmp_path, demo_scene, tiny_model)
         ("x,y\n10,abc\n", "abc"),
         ("x,y\n10,10\n10,10\n", "uplicat"),
         ("x,y\n5000,5000\n6000,7000\n", "level-0"),
-        ('{"type": "Feature", "geometry": {"type": "Polygon", "coordinates": '
-         '[[[0,0],[1,0],[1,1],[0,0]]]}, "properties": {}}', "Polygon"),
+        (
+            '{"type": "Feature", "geometry": {"type": "Polygon", "coordinates": '
+            '[[[0,0],[1,0],[1,1],[0,0]]]}, "properties": {}}',
+            "Polygon",
+        ),
     ],
 )
 def test_bad_annotations_fail_cleanly(tmp_path, demo_scene, tiny_model, caplog, content, message):
@@ -72,8 +93,23 @@ def test_bad_annotations_fail_cleanly(tmp_path, demo_scene, tiny_model, caplog, 
     if content is not None:
         clicks.write_text(content)
     out = tmp_path / "out" / "instances.parquet"
-    code = main(["segment", "--slide", str(image), "--annotations", str(clicks), "--out", str(out),
-                 "--model", str(tiny_model), "--mpp", "0.5", "--threads", "1"])
+    code = main(
+        [
+            "segment",
+            "--slide",
+            str(image),
+            "--annotations",
+            str(clicks),
+            "--out",
+            str(out),
+            "--model",
+            str(tiny_model),
+            "--mpp",
+            "0.5",
+            "--threads",
+            "1",
+        ]
+    )
     assert code == 2
     assert message in caplog.text
     assert str(clicks.name) in caplog.text
@@ -87,8 +123,19 @@ def test_unreadable_slide_fails_cleanly(tmp_path, tiny_model, caplog) -> None:
     clicks = tmp_path / "c.csv"
     _csv(clicks, [(1, 1)])
     out = tmp_path / "o.parquet"
-    code = main(["segment", "--slide", str(slide), "--annotations", str(clicks), "--out", str(out),
-                 "--model", str(tiny_model)])
+    code = main(
+        [
+            "segment",
+            "--slide",
+            str(slide),
+            "--annotations",
+            str(clicks),
+            "--out",
+            str(out),
+            "--model",
+            str(tiny_model),
+        ]
+    )
     assert code == 2 and "broken.svs" in caplog.text and not out.exists()
 
 
@@ -96,8 +143,19 @@ def test_unknown_model_is_a_clear_error(tmp_path, demo_scene, caplog) -> None:
     image, centres = demo_scene
     clicks = tmp_path / "c.csv"
     _csv(clicks, centres)
-    code = main(["segment", "--slide", str(image), "--annotations", str(clicks),
-                 "--out", str(tmp_path / "o.parquet"), "--model", "no-such-model"])
+    code = main(
+        [
+            "segment",
+            "--slide",
+            str(image),
+            "--annotations",
+            str(clicks),
+            "--out",
+            str(tmp_path / "o.parquet"),
+            "--model",
+            "no-such-model",
+        ]
+    )
     assert code == 2 and "no-such-model" in caplog.text
 
 
@@ -109,8 +167,26 @@ def test_label_mask_export_matches_polygons(tmp_path, demo_scene, tiny_model) ->
     clicks = tmp_path / "clicks.csv"
     _csv(clicks, centres)
     out = tmp_path / "i.parquet"
-    assert main(["segment", "--slide", str(image), "--annotations", str(clicks), "--out", str(out),
-                 "--model", str(tiny_model), "--mpp", "0.5", "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                "--slide",
+                str(image),
+                "--annotations",
+                str(clicks),
+                "--out",
+                str(out),
+                "--model",
+                str(tiny_model),
+                "--mpp",
+                "0.5",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     tif = tmp_path / "labels.tif"
     assert main(["export-labels", "--instances", str(out), "--out", str(tif)]) == 0
     with Image.open(tif) as im:
@@ -120,8 +196,10 @@ def test_label_mask_export_matches_polygons(tmp_path, demo_scene, tiny_model) ->
     for row in table[table["status"] == "ok"].itertuples():
         # the model's grid is level 0 here, so polygons are exact pixel outlines
         assert (labels == row.instance_id).sum() == row.area_px
-    assert main(["export-labels", "--instances", str(out), "--out", str(tif),
-                 "--max-pixels", "100"]) == 2
+    assert (
+        main(["export-labels", "--instances", str(out), "--out", str(tif), "--max-pixels", "100"])
+        == 2
+    )
 
 
 def test_overlay_and_stability_commands(tmp_path, demo_scene, tiny_model) -> None:
@@ -129,19 +207,74 @@ def test_overlay_and_stability_commands(tmp_path, demo_scene, tiny_model) -> Non
     clicks = tmp_path / "clicks.csv"
     _csv(clicks, centres)
     out = tmp_path / "i.parquet"
-    assert main(["segment", "--slide", str(image), "--annotations", str(clicks), "--out", str(out),
-                 "--model", str(tiny_model), "--mpp", "0.5", "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                "--slide",
+                str(image),
+                "--annotations",
+                str(clicks),
+                "--out",
+                str(out),
+                "--model",
+                str(tiny_model),
+                "--mpp",
+                "0.5",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     png = tmp_path / "o.png"
-    assert main(["overlay", "--slide", str(image), "--instances", str(out), "--annotations",
-                 str(clicks), "--out", str(png), "--region", "0,0,200,150", "--mpp", "0.5"]) == 0
+    assert (
+        main(
+            [
+                "overlay",
+                "--slide",
+                str(image),
+                "--instances",
+                str(out),
+                "--annotations",
+                str(clicks),
+                "--out",
+                str(png),
+                "--region",
+                "0,0,200,150",
+                "--mpp",
+                "0.5",
+            ]
+        )
+        == 0
+    )
     from PIL import Image
 
     with Image.open(png) as im:
         assert im.size == (200, 150)
     stab = tmp_path / "s.json"
-    assert main(["stability", "--slide", str(image), "--annotations", str(clicks), "--out",
-                 str(stab), "--model", str(tiny_model), "--mpp", "0.5", "--sigmas", "0,2",
-                 "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "stability",
+                "--slide",
+                str(image),
+                "--annotations",
+                str(clicks),
+                "--out",
+                str(stab),
+                "--model",
+                str(tiny_model),
+                "--mpp",
+                "0.5",
+                "--sigmas",
+                "0,2",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     result = json.loads(stab.read_text())["stability"]
     assert result["0"]["mean_iou"] == 1.0  # no jitter: identical masks
     assert 0.0 <= result["2"]["mean_iou"] <= 1.0

@@ -61,11 +61,23 @@ def test_tiled_equals_single_region_and_batch_independent(demo_scene, batch_size
     path, centres = demo_scene
     slide = open_slide(path, mpp=0.5, fallback_mpp=0.5)
     geom = ModelGeometry(64, 0.5, PARAMS)
-    ref = segment_clicks(slide, click_table(centres), DarknessPredictor(64), geom,
-                         batch_size=1, options=RunOptions(tile=100000))
+    ref = segment_clicks(
+        slide,
+        click_table(centres),
+        DarknessPredictor(64),
+        geom,
+        batch_size=1,
+        options=RunOptions(tile=100000),
+    )
     pred = DarknessPredictor(64)
-    got = segment_clicks(slide, click_table(centres), pred, geom, batch_size=batch_size,
-                         options=RunOptions(tile=tile))
+    got = segment_clicks(
+        slide,
+        click_table(centres),
+        pred,
+        geom,
+        batch_size=batch_size,
+        options=RunOptions(tile=tile),
+    )
     assert max(pred.calls) <= batch_size
     assert _geometries_equal(ref, got)
 
@@ -75,10 +87,17 @@ def test_resampled_slide_tiling_and_scaling(demo_scene) -> None:
     path, centres = demo_scene
     slide = open_slide(path, mpp=0.25, fallback_mpp=0.5)
     geom = ModelGeometry(64, 0.5, PARAMS)
-    one = segment_clicks(slide, click_table(centres), DarknessPredictor(64), geom,
-                         options=RunOptions(tile=100000))
-    tiled = segment_clicks(slide, click_table(centres), DarknessPredictor(64), geom,
-                           batch_size=5, options=RunOptions(tile=20))
+    one = segment_clicks(
+        slide, click_table(centres), DarknessPredictor(64), geom, options=RunOptions(tile=100000)
+    )
+    tiled = segment_clicks(
+        slide,
+        click_table(centres),
+        DarknessPredictor(64),
+        geom,
+        batch_size=5,
+        options=RunOptions(tile=20),
+    )
     assert _geometries_equal(one, tiled)
     iso = one.iloc[[2, 5, 6, 7, 8, 11]]
     assert np.allclose(iso["area_px"], np.pi * 8**2, rtol=0.3)  # level-0 px, not model px
@@ -93,8 +112,16 @@ def test_onnx_batch_sizes_agree(demo_scene, tiny_model) -> None:
     results = []
     for bs, tile in [(1, 100000), (7, 50), (32, 30)]:
         pred = OnnxPredictor(card, batch_size=bs, threads=1)
-        results.append(segment_clicks(slide, click_table(centres), pred, geom, batch_size=bs,
-                                      options=RunOptions(tile=tile)))
+        results.append(
+            segment_clicks(
+                slide,
+                click_table(centres),
+                pred,
+                geom,
+                batch_size=bs,
+                options=RunOptions(tile=tile),
+            )
+        )
     assert _geometries_equal(results[0], results[1])
     assert _geometries_equal(results[0], results[2])
 
@@ -103,8 +130,9 @@ def test_statuses_for_marks_that_cannot_be_segmented(demo_scene) -> None:
     path, centres = demo_scene
     slide = open_slide(path, mpp=0.5, fallback_mpp=0.5)
     xy = np.vstack([centres[:2], [[5000, 10]], [[395, 5]], [[-3, 40]]])
-    table = segment_clicks(slide, click_table(xy), DarknessPredictor(64),
-                           ModelGeometry(64, 0.5, PARAMS))
+    table = segment_clicks(
+        slide, click_table(xy), DarknessPredictor(64), ModelGeometry(64, 0.5, PARAMS)
+    )
     assert table["status"].tolist()[:2] == ["ok", "ok"]
     assert table["status"].iloc[2] == "outside_slide"
     assert table["status"].iloc[3] in ("empty", "click_outside_mask")  # white glass
@@ -115,6 +143,7 @@ def test_statuses_for_marks_that_cannot_be_segmented(demo_scene) -> None:
 def test_empty_click_table(demo_scene) -> None:
     path, _ = demo_scene
     slide = open_slide(path, mpp=0.5, fallback_mpp=0.5)
-    table = segment_clicks(slide, click_table(np.zeros((0, 2))), DarknessPredictor(64),
-                           ModelGeometry(64, 0.5, PARAMS))
+    table = segment_clicks(
+        slide, click_table(np.zeros((0, 2))), DarknessPredictor(64), ModelGeometry(64, 0.5, PARAMS)
+    )
     assert len(table) == 0

@@ -29,11 +29,18 @@ def test_evaluation_figures_and_report(tmp_path) -> None:
         s = nuclei_scene(size=(160, 160), n_nuclei=18, seed=seed, clump_fraction=0.0)
         items.append(LabelledImage(f"synth{seed}", s.image, s.labels))
     geom = ModelGeometry(64, 0.5, PostprocessParams(threshold=0.5, min_size=5, min_hole=10))
-    figures, results = run_evaluation(items, DarknessPredictor(64, sigma=6.0), geom, mpp=0.5,
-                                      progress=lambda _: None)
+    figures, results = run_evaluation(
+        items, DarknessPredictor(64, sigma=6.0), geom, mpp=0.5, progress=lambda _: None
+    )
     main = figures["main"]
-    assert set(figures) >= {"main", "per_image", "jitter", "exclusion_off", "last_click_wins",
-                            "baselines"}
+    assert set(figures) >= {
+        "main",
+        "per_image",
+        "jitter",
+        "exclusion_off",
+        "last_click_wins",
+        "baselines",
+    }
     assert main["objects"] == sum(len(np.unique(i.labels)) - 1 for i in items)
     assert 0.5 < main["aji"] <= 1.0 and 0.5 < main["dice"] <= 1.0
     # larger click jitter cannot help this click-centred predictor much

@@ -118,7 +118,9 @@ def test_polygon_is_exact_pixel_outline_with_holes() -> None:
     assert poly.bounds == (21.0, 11.0, 25.0, 15.0)
     scaled = mask_to_polygon(mask, 10, 20, 2.0)
     assert scaled.area == 48 and scaled.bounds == (42.0, 22.0, 50.0, 30.0)
-    assert shapely.equals(mask_to_polygon(mask[1:5, 1:5] | True, 0, 0, 1.0), shapely.box(0, 0, 4, 4))
+    assert shapely.equals(
+        mask_to_polygon(mask[1:5, 1:5] | True, 0, 0, 1.0), shapely.box(0, 0, 4, 4)
+    )
 
 
 def test_hilbert_order_is_a_permutation_and_local() -> None:

@@ -24,26 +24,40 @@ def _model(models_dir, name, tiny_model):
 
 
 def _figures(model_dir, aji, data=SET):
-    return {"main": {"aji": aji}, "data": data,
-            "model": {"sha256": load_card(model_dir).sha256}}
+    return {"main": {"aji": aji}, "data": data, "model": {"sha256": load_card(model_dir).sha256}}
 
 
 @pytest.mark.parametrize(
     ("cand", "cur", "margin", "promoted"),
-    [(0.80, 0.79, 0.005, True), (0.80, 0.798, 0.005, False), (0.79, 0.80, 0.0, False),
-     (0.80, 0.80, 0.0, False)],
+    [
+        (0.80, 0.79, 0.005, True),
+        (0.80, 0.798, 0.005, False),
+        (0.79, 0.80, 0.0, False),
+        (0.80, 0.80, 0.0, False),
+    ],
 )
 def test_decide_margin(cand, cur, margin, promoted) -> None:
-    d = decide({"main": {"aji": cand}, "data": SET}, {"main": {"aji": cur}, "data": SET},
-               object_type="nucleus", candidate="new", current="old", margin=margin)
+    d = decide(
+        {"main": {"aji": cand}, "data": SET},
+        {"main": {"aji": cur}, "data": SET},
+        object_type="nucleus",
+        candidate="new",
+        current="old",
+        margin=margin,
+    )
     assert d.promoted is promoted
     assert ("beats" in d.reason) is promoted
 
 
 def test_different_evaluation_sets_are_not_compared() -> None:
     other = {**SET, "images": ["c"]}
-    d = decide({"main": {"aji": 0.99}, "data": SET}, {"main": {"aji": 0.1}, "data": other},
-               object_type="nucleus", candidate="new", current="old")
+    d = decide(
+        {"main": {"aji": 0.99}, "data": SET},
+        {"main": {"aji": 0.1}, "data": other},
+        object_type="nucleus",
+        candidate="new",
+        current="old",
+    )
     assert not d.promoted and "different sets" in d.reason
 
 
@@ -61,7 +75,9 @@ def test_registry_changes_only_on_promotion_and_rolls_back(tmp_path, tiny_model)
     assert not d.promoted
     reg = read_registry(models)
     assert reg["current"] == {"nucleus": "old"}
-    assert reg["history"][-1]["action"] == "reject" and "does not beat" in reg["history"][-1]["reason"]
+    assert (
+        reg["history"][-1]["action"] == "reject" and "does not beat" in reg["history"][-1]["reason"]
+    )
     assert json.loads(before)["current"] == reg["current"]
 
     d = promote(better, _figures(better, 0.75), _figures(old, 0.70), models_dir=models)
@@ -77,8 +93,12 @@ def test_figures_of_another_model_are_refused(tmp_path, tiny_model) -> None:
     models.mkdir()
     cand = _model(models, "cand", tiny_model)
     with pytest.raises(ModelError, match="sha256"):
-        promote(cand, {"main": {"aji": 0.9}, "data": SET, "model": {"sha256": "0" * 64}}, None,
-                models_dir=models)
+        promote(
+            cand,
+            {"main": {"aji": 0.9}, "data": SET, "model": {"sha256": "0" * 64}},
+            None,
+            models_dir=models,
+        )
     assert not (models / "registry.json").exists()
 
 
@@ -89,7 +109,21 @@ def test_promote_cli(tmp_path, tiny_model, caplog) -> None:
     figs = tmp_path / "cand.json"
     figs.write_text(json.dumps(_figures(cand, 0.8)))
     out = tmp_path / "decision.json"
-    assert main(["promote", "--candidate", str(cand), "--candidate-figures", str(figs),
-                 "--models-dir", str(models), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "promote",
+                "--candidate",
+                str(cand),
+                "--candidate-figures",
+                str(figs),
+                "--models-dir",
+                str(models),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert json.loads(out.read_text())["promoted"] is True
     assert "PROMOTED" in caplog.text

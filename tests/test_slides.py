@@ -20,8 +20,13 @@ def _pyramid(path: Path, img: np.ndarray, mpp: float | None = 0.25) -> Path:
         for d in (1, 2, 4):
             kwargs = {}
             if mpp is not None:
-                kwargs = {"resolution": (1e4 / mpp / d, 1e4 / mpp / d), "resolutionunit": "CENTIMETER"}
-            tw.write(img[::d, ::d], tile=(64, 64), photometric="rgb", subfiletype=int(d > 1), **kwargs)
+                kwargs = {
+                    "resolution": (1e4 / mpp / d, 1e4 / mpp / d),
+                    "resolutionunit": "CENTIMETER",
+                }
+            tw.write(
+                img[::d, ::d], tile=(64, 64), photometric="rgb", subfiletype=int(d > 1), **kwargs
+            )
     return path
 
 

@@ -40,9 +40,15 @@ def _ring_image(shape, centre, r_out, r_in) -> np.ndarray:
 
 def _table(lines) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(
-        {"click_id": np.arange(len(lines), dtype=np.int64), "kind": "squiggle",
-         "object": "gland", "label": None, "source": [f"t:{i}" for i in range(len(lines))]},
-        geometry=[shapely.LineString(ln) for ln in lines], crs=None,
+        {
+            "click_id": np.arange(len(lines), dtype=np.int64),
+            "kind": "squiggle",
+            "object": "gland",
+            "label": None,
+            "source": [f"t:{i}" for i in range(len(lines))],
+        },
+        geometry=[shapely.LineString(ln) for ln in lines],
+        crs=None,
     )
 
 
@@ -110,7 +116,9 @@ def test_clicks_are_unsupported_for_a_gland_model(tmp_path) -> None:
     slide = open_slide(path, mpp=1.0, fallback_mpp=1.0)
     clicks = gpd.GeoDataFrame(
         {"click_id": [0], "kind": "point", "object": "nucleus", "label": None, "source": "t"},
-        geometry=[shapely.Point(40, 40)], crs=None)
+        geometry=[shapely.Point(40, 40)],
+        crs=None,
+    )
     table = segment_clicks(slide, clicks, DarkPredictor(), GEOM)
     assert table["status"].tolist() == ["unsupported_mark"]
 

@@ -52,7 +52,7 @@ def test_sampler_patches_are_consistent() -> None:
     rng = np.random.default_rng(0)
     x, y, others = sampler.batch(np.arange(4), rng)
     assert x.shape == (4, 5, 64, 64) and y.shape == others.shape == (4, 1, 64, 64)
-    assert x.dtype == np.float32 and 0 <= x[:, :3].min() and x[:, :3].max() <= 1
+    assert x.dtype == np.float32 and x[:, :3].min() >= 0 and x[:, :3].max() <= 1
     for k in range(4):
         assert x[k, 3].sum() == 1  # one inclusion click
         r, c = np.argwhere(x[k, 3] > 0)[0]
@@ -68,8 +68,9 @@ def test_a_few_steps_resume_and_export(tmp_path) -> None:
     items = _items(2)
     sampler = ClickPatchSampler(items[:1], patch_size=64)
     val = ClickPatchSampler(items[1:], patch_size=64, augment=False).fixed_batch(np.arange(6))
-    cfg = TrainConfig(width=0.0625, patch_size=64, batch_size=4, epochs=1, steps_per_epoch=3,
-                      threads=1, lr=1e-3)
+    cfg = TrainConfig(
+        width=0.0625, patch_size=64, batch_size=4, epochs=1, steps_per_epoch=3, threads=1, lr=1e-3
+    )
 
     def draw(rng, n):
         return sampler.batch(rng.integers(len(sampler), size=n), rng)
@@ -90,8 +91,13 @@ def test_a_few_steps_resume_and_export(tmp_path) -> None:
     state = torch.load(ckpt / "last.pt", weights_only=False)
     assert {"model", "optimizer", "scheduler", "epoch", "config"} <= set(state)
 
-    card = export_model(best, tmp_path / "m", name="m", mpp=0.5,
-                        postprocess={"threshold": 0.5, "min_size": 5, "min_hole": 10})
+    card = export_model(
+        best,
+        tmp_path / "m",
+        name="m",
+        mpp=0.5,
+        postprocess={"threshold": 0.5, "min_size": 5, "min_hole": 10},
+    )
     assert card["parity_max_abs_diff"] <= 1e-4
     loaded = load_card(tmp_path / "m")
     assert loaded.patch_size == 64 and loaded.object_type == "nucleus"

@@ -124,7 +124,7 @@ def write_sheet(workdir: Path, rows: list[str]) -> None:
         pytest.param(
             "samples: samples.tsv\n",
             ["a\timage.png\tclicks.csv\tnuclei\t0.5\t"],
-            ["'nuclei' is not one of ['nucleus', 'cell', 'gland']", "samples.tsv"],
+            ["'nuclei' is not one of ['nucleus', 'cell', 'gland']", "samples.tsv line 2 (sample 'a')"],
             id="bad-object",
         ),
         pytest.param(
@@ -166,14 +166,25 @@ def test_validation_rejects_bad_input_naming_the_problem(
 def test_validation_fills_defaults(workdir: Path):
     """A sheet with only the required columns and an empty config are enough."""
     (workdir / "samples.tsv").write_text("sample\tslide\tannotations\na\timage.png\tclicks.csv\n")
-    run = snakemake("--dry-run", "--printshellcmds", "--configfile", write_config(workdir, "{}\n"),
-                    "--config", "samples=samples.tsv", workdir=workdir)
+    run = snakemake(
+        "--dry-run",
+        "--printshellcmds",
+        "--configfile",
+        write_config(workdir, "{}\n"),
+        "--config",
+        "samples=samples.tsv",
+        workdir=workdir,
+    )
     assert run.returncode == 0, output_of(run)
     command = re.search(r"^Shell command: (nuclick segment .*)$", run.stdout, re.MULTILINE)
     assert command, output_of(run)
     flags = command[1].split()
-    for flag, value in [("--object", "nucleus"), ("--batch-size", "16"), ("--provider", "auto"),
-                        ("--tile", "1024")]:
+    for flag, value in [
+        ("--object", "nucleus"),
+        ("--batch-size", "16"),
+        ("--provider", "auto"),
+        ("--tile", "1024"),
+    ]:
         assert flags[flags.index(flag) + 1] == value, command[1]
     assert "--mpp" not in flags and "--model" not in flags, command[1]
 
@@ -214,9 +225,7 @@ def test_end_to_end_run_writes_one_instance_row_per_click(tmp_path: Path):
     make_tiny_model(tmp_path / "models" / "tiny")
     make_image_with_nuclei(tmp_path / "image.png", centres)
     clicks = np.vstack([centres, [[200.5, 220.5]]])  # the last click lies on background
-    (tmp_path / "clicks.csv").write_text(
-        "x,y\n" + "".join(f"{x},{y}\n" for x, y in clicks)
-    )
+    (tmp_path / "clicks.csv").write_text("x,y\n" + "".join(f"{x},{y}\n" for x, y in clicks))
     # `by_sheet` names its model in the sample sheet (and gives the mpp); `by_config` gets the
     # config's model for nuclei and the model's mpp (the PNG carries none).
     write_sheet(

@@ -5,6 +5,7 @@ Data paths (sample sheet, slides, annotations, results) are relative to the work
 """
 
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -45,9 +46,15 @@ def read_sample_sheet(path):
     try:
         validate(sheet, "../schemas/samples.schema.yaml")
     except WorkflowError as exc:
+        # Snakemake names the failing row by its 0-based position; name the line and sample.
+        row = re.search(r"row (\d+) of data frame", str(exc))
+        where = ""
+        if row:
+            index = int(row[1])
+            where = f" line {index + 2} (sample {sheet['sample'].iloc[index]!r})"
         raise WorkflowError(
-            f"sample sheet {path} does not match workflow/schemas/samples.schema.yaml "
-            "(row 0 is line 2, the first line after the header)",
+            f"sample sheet {path}{where} does not match "
+            "workflow/schemas/samples.schema.yaml",
             exc,
         ) from exc
     for column in ("mpp", "model"):
