@@ -29,9 +29,10 @@ dry-run: $(VENV)/.installed-run
 test: $(VENV)/.installed-test
 	OMP_NUM_THREADS=1 $(BIN)/pytest
 
-## lint: ruff, snakemake --lint and snakefmt --check
+## lint: ruff (lint and format), snakemake --lint and snakefmt --check
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check nuclick_core tests
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(SNAKEMAKE) --lint --nolock
 	$(BIN)/snakefmt --check $(SMK_FILES)
 

@@ -19,6 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from tests.conftest import disks_image
+
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
 BIN = Path(sys.executable).parent
@@ -124,7 +126,10 @@ def write_sheet(workdir: Path, rows: list[str]) -> None:
         pytest.param(
             "samples: samples.tsv\n",
             ["a\timage.png\tclicks.csv\tnuclei\t0.5\t"],
-            ["'nuclei' is not one of ['nucleus', 'cell', 'gland']", "samples.tsv line 2 (sample 'a')"],
+            [
+                "'nuclei' is not one of ['nucleus', 'cell', 'gland']",
+                "samples.tsv line 2 (sample 'a')",
+            ],
             id="bad-object",
         ),
         pytest.param(
@@ -189,41 +194,10 @@ def test_validation_fills_defaults(workdir: Path):
     assert "--mpp" not in flags and "--model" not in flags, command[1]
 
 
-def make_tiny_model(model_dir: Path) -> None:
-    """A random-weight NuClick (width 1/16, 64 px patches) as ONNX with its model card."""
-    import torch
-
-    from nuclick_core.export import export_onnx
-    from nuclick_core.model import NuClick
-    from nuclick_core.runtime import sha256_of
-
-    model_dir.mkdir(parents=True)
-    torch.manual_seed(0)
-    export_onnx(NuClick(width=0.0625), model_dir / "model.onnx", patch_size=64)
-    card = {
-        "name": "tiny",
-        "object_type": "nucleus",
-        "patch_size": 64,
-        "mpp": 0.5,
-        "postprocess": {"threshold": 0.5, "min_size": 5, "min_hole": 10},
-        "sha256": sha256_of(model_dir / "model.onnx"),
-    }
-    (model_dir / "model.json").write_text(json.dumps(card))
-
-
-def make_image_with_nuclei(path: Path, centres: np.ndarray) -> None:
-    """A 300x300 RGB image: pale background, a dark disk (radius 9 px) at each (x, y) centre."""
-    yy, xx = np.mgrid[0:300, 0:300] + 0.5
-    rgb = np.full((300, 300, 3), (235, 205, 225), dtype=np.uint8)
-    for x, y in centres:
-        rgb[(xx - x) ** 2 + (yy - y) ** 2 <= 9**2] = (90, 40, 130)
-    Image.fromarray(rgb).save(path)
-
-
-def test_end_to_end_run_writes_one_instance_row_per_click(tmp_path: Path):
+def test_end_to_end_run_writes_one_instance_row_per_click(tmp_path: Path, tiny_model: Path):
+    """Two slides through the real workflow with the tiny random-weight model (conftest)."""
     centres = np.array([[50.5, 60.5], [150.5, 150.5], [250.5, 80.5], [80.5, 240.5]])
-    make_tiny_model(tmp_path / "models" / "tiny")
-    make_image_with_nuclei(tmp_path / "image.png", centres)
+    Image.fromarray(disks_image(shape=(300, 300), centres=centres)).save(tmp_path / "image.png")
     clicks = np.vstack([centres, [[200.5, 220.5]]])  # the last click lies on background
     (tmp_path / "clicks.csv").write_text("x,y\n" + "".join(f"{x},{y}\n" for x, y in clicks))
     # `by_sheet` names its model in the sample sheet (and gives the mpp); `by_config` gets the
@@ -231,7 +205,7 @@ def test_end_to_end_run_writes_one_instance_row_per_click(tmp_path: Path):
     write_sheet(
         tmp_path,
         [
-            "by_sheet\timage.png\tclicks.csv\tnucleus\t0.5\tmodels/tiny",
+            f"by_sheet\timage.png\tclicks.csv\tnucleus\t0.5\t{tiny_model}",
             "by_config\timage.png\tclicks.csv\t\t\t",
         ],
     )
@@ -241,7 +215,7 @@ def test_end_to_end_run_writes_one_instance_row_per_click(tmp_path: Path):
         "segment:\n"
         "  threads: 1\n"
         "  batch_size: 4\n"
-        f"  models: {{nucleus: {tmp_path / 'models' / 'tiny'}}}\n",
+        f"  models: {{nucleus: {tiny_model}}}\n",
     )
 
     run = snakemake("--configfile", config, "--cores", "1", workdir=tmp_path)

@@ -33,14 +33,18 @@ def read_sample_sheet(path):
             f"sample sheet {path} does not exist (config key `samples`, relative to the "
             f"working directory {os.getcwd()}); see config/README.md"
         )
+    # Blank lines are read as empty rows and then dropped, so that the index stays the line
+    # number minus 2 (the header is line 1).
     sheet = pd.read_csv(
         path,
         sep="\t",
         dtype={column: str for column in TEXT_COLUMNS},
-        skip_blank_lines=True,
+        skip_blank_lines=False,
     )
     for column in sheet.columns.intersection(TEXT_COLUMNS):
         sheet[column] = sheet[column].str.strip().replace("", pd.NA)
+    sheet = sheet.dropna(how="all")
+    line = {index: index + 2 for index in sheet.index}
     if sheet.empty:
         raise WorkflowError(f"sample sheet {path} has no rows; add one row per slide")
     try:
@@ -50,8 +54,8 @@ def read_sample_sheet(path):
         row = re.search(r"row (\d+) of data frame", str(exc))
         where = ""
         if row:
-            index = int(row[1])
-            where = f" line {index + 2} (sample {sheet['sample'].iloc[index]!r})"
+            index = sheet.index[int(row[1])]
+            where = f" line {line[index]} (sample {sheet.loc[index, 'sample']!r})"
         raise WorkflowError(
             f"sample sheet {path}{where} does not match "
             "workflow/schemas/samples.schema.yaml",
@@ -60,7 +64,6 @@ def read_sample_sheet(path):
     for column in ("mpp", "model"):
         if column not in sheet.columns:
             sheet[column] = pd.NA
-    line = {index: index + 2 for index in sheet.index}
 
     repeated = sheet[sheet["sample"].duplicated(keep=False)]
     if not repeated.empty:
@@ -126,28 +129,38 @@ def final_outputs():
     )
 
 
+def sample_row(wildcards):
+    """The sample sheet row of `wildcards.sample`."""
+    if wildcards.sample not in SAMPLES.index:
+        raise WorkflowError(
+            f"sample {wildcards.sample!r} is not in the sample sheet {config['samples']}; "
+            f"its samples are {', '.join(SAMPLES.index)}"
+        )
+    return SAMPLES.loc[wildcards.sample]
+
+
 def slide_path(wildcards):
-    return SAMPLES.loc[wildcards.sample, "slide"]
+    return sample_row(wildcards)["slide"]
 
 
 def annotations_path(wildcards):
-    return SAMPLES.loc[wildcards.sample, "annotations"]
+    return sample_row(wildcards)["annotations"]
 
 
 def sample_object(wildcards):
-    return SAMPLES.loc[wildcards.sample, "object"]
+    return sample_row(wildcards)["object"]
 
 
 def sample_mpp(wildcards):
     """The sample sheet's mpp, or None to use the slide's own."""
-    mpp = SAMPLES.loc[wildcards.sample, "mpp"]
+    mpp = sample_row(wildcards)["mpp"]
     return None if pd.isna(mpp) else float(mpp)
 
 
 def sample_model(wildcards):
     """The sample's model (name or folder), else the config's for its object type, else None
     (the registry's current model)."""
-    model = SAMPLES.loc[wildcards.sample, "model"]
+    model = sample_row(wildcards)["model"]
     if pd.isna(model):
         return config["segment"]["models"][sample_object(wildcards)]
     return model
