@@ -19,6 +19,8 @@ validate(config, "workflow/schemas/config.schema.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/segment.smk"
+include: "workflow/rules/report.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:

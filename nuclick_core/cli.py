@@ -387,7 +387,7 @@ def _cmd_overlay(args: argparse.Namespace) -> None:
         if args.region
         else (0, 0, slide.width, slide.height)
     )
-    d = args.downsample
+    d = max(args.downsample, max(w, h) / args.max_side) if args.max_side else args.downsample
     try:
         rgb = read_grid_region(
             slide, int(x / d), int(y / d), int(w / d), int(h / d), target_mpp=slide.mpp * d
@@ -532,6 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="PNG")
     p.add_argument("--region", help="x,y,w,h in level-0 pixels (default: whole slide)")
     p.add_argument("--downsample", type=float, default=1.0)
+    p.add_argument("--max-side", type=int, help="down-sample so the PNG's longer side fits this")
     p.add_argument("--mpp", type=float)
     p.set_defaults(func=_cmd_overlay)
 

@@ -4,6 +4,7 @@ Data paths (sample sheet, slides, annotations, results) are relative to the work
 (`--directory`); schemas and conda envs are found relative to the workflow's own files.
 """
 
+import json
 import os
 import re
 import shlex
@@ -192,3 +193,35 @@ def segment_options(wildcards):
     if model is not None:
         options += ["--model", model]
     return shlex.join(options)
+
+
+wildcard_constraints:
+    object="nucleus|cell|gland",
+    model=r"[A-Za-z0-9_.-]+",
+
+
+def current_models():
+    """Object type -> current model name, from models/registry.json (empty when absent)."""
+    registry = Path(workflow.basedir) / "models" / "registry.json"
+    if not registry.is_file():
+        return {}
+    return json.loads(registry.read_text()).get("current", {})
+
+
+def current_model_figures(wildcards):
+    """The figures of the current model for the candidate's object type ([] when there is
+    none: the first candidate is promoted without comparison)."""
+    name = current_models().get(wildcards.object)
+    return (
+        []
+        if name is None
+        else f"results/evaluation/{wildcards.object}/{name}/figures.json"
+    )
+
+
+def train_config(wildcards):
+    return config["train"][wildcards.object]
+
+
+def checkpoint_dir(wildcards):
+    return f"{config['train_checkpoints']}/{wildcards.object}-{wildcards.tag}"

@@ -1,0 +1,55 @@
+"""Per-sample report files for images without ground truth: an overlay of the instances and the
+masks' stability under click jitter."""
+
+
+rule overlay:
+    input:
+        slide=slide_path,
+        annotations=annotations_path,
+        instances="results/{sample}/instances.parquet",
+    output:
+        "results/{sample}/overlay.png",
+    log:
+        "logs/overlay/{sample}.log",
+    conda:
+        "../../envs/cpu.yaml"
+    params:
+        mpp=lambda wildcards: (
+            f"--mpp {sample_mpp(wildcards)}" if sample_mpp(wildcards) else ""
+        ),
+        max_side=config["report"]["overlay_max_side"],
+    shell:
+        "nuclick overlay --slide {input.slide:q} --instances {input.instances:q}"
+        " --annotations {input.annotations:q} {params.mpp} --max-side {params.max_side}"
+        " --out {output:q} > {log:q} 2>&1"
+
+
+rule stability:
+    input:
+        slide=slide_path,
+        annotations=annotations_path,
+        model=model_files,
+    output:
+        "results/{sample}/stability.json",
+    log:
+        "logs/stability/{sample}.log",
+    conda:
+        "../../envs/cpu.yaml"
+    threads: config["segment"]["threads"]
+    params:
+        object=sample_object,
+        options=segment_options,
+        sigmas=",".join(str(s) for s in config["report"]["jitter_sigmas"]),
+    shell:
+        "nuclick stability --slide {input.slide:q} --annotations {input.annotations:q}"
+        " --object {params.object} {params.options} --sigmas {params.sigmas}"
+        " --threads {threads} --out {output:q} > {log:q} 2>&1"
+
+
+rule report:
+    input:
+        expand(
+            "results/{sample}/{name}",
+            sample=SAMPLES.index,
+            name=["overlay.png", "stability.json"],
+        ),
