@@ -235,3 +235,14 @@ def test_end_to_end_run_writes_one_instance_row_per_click(tmp_path: Path, tiny_m
     again = snakemake("--dry-run", "--configfile", config, workdir=tmp_path)
     assert again.returncode == 0, output_of(again)
     assert "Nothing to be done" in again.stdout + again.stderr, output_of(again)
+
+
+def test_retrain_target_plans_train_export_evaluate_promote():
+    run = snakemake("retrain", "--dry-run", "--nolock", "--cores", "2",
+                    "--config", "retrain_tag=2026-12-01")
+    assert run.returncode == 0, output_of(run)
+    counts = job_counts(run)
+    for rule in ("train", "export_candidate", "promote", "retrain"):
+        assert counts[rule] == 1, output_of(run)
+    assert counts["evaluate"] >= 1
+    assert "models/nucleus-2026-12-01/model.onnx" in run.stdout
