@@ -19,13 +19,14 @@ rule train:
         cfg=train_config,
         out=checkpoint_dir,
         val=lambda wildcards: ",".join(train_config(wildcards)["val_names"]),
+        device=config["train_device"],
     shell:
         "nuclick train --object {wildcards.object} --data {params.cfg[data]:q}"
         " --format {params.cfg[format]} --val-names {params.val:q}"
         " --width {params.cfg[width]} --patch-size {params.cfg[patch_size]}"
         " --epochs {params.cfg[epochs]} --steps-per-epoch {params.cfg[steps_per_epoch]}"
         " --batch-size {params.cfg[batch_size]} --seed {params.cfg[seed]}"
-        " --threads {threads} --out {params.out:q} > {log:q} 2>&1"
+        " --threads {threads} --device {params.device} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule export_candidate:
