@@ -166,6 +166,11 @@ class OnnxPredictor:
                 f"provider {provider!r} requested but ONNX Runtime offers only {available}; "
                 "install onnxruntime-gpu (extra 'gpu') on a GPU node or use --provider cpu"
             )
+        if len(wanted) and hasattr(ort, "preload_dlls"):
+            try:  # lets pip's nvidia-* wheels supply CUDA and cuDNN when present
+                ort.preload_dlls()
+            except Exception as exc:  # noqa: BLE001 - only a hint; the session check follows
+                log.debug("onnxruntime.preload_dlls failed: %s", exc)
         wanted.append("CPUExecutionProvider")
         self.session = ort.InferenceSession(
             str(card.path / "model.onnx"), sess_options=opts, providers=wanted
@@ -173,6 +178,8 @@ class OnnxPredictor:
         used = self.session.get_providers()
         if provider in ("cuda", "tensorrt") and used[0] == "CPUExecutionProvider":
             raise ModelError(f"CUDA could not be loaded (session providers: {used})")
+        if len(wanted) > 1 and used[0] == "CPUExecutionProvider":
+            log.warning("CUDA is offered by onnxruntime but could not be loaded; running on CPU")
         self.providers = used
         self.input_name = self.session.get_inputs()[0].name
         log.info("ONNX Runtime providers %s, %d threads", used, opts.intra_op_num_threads)
