@@ -169,7 +169,7 @@ class OnnxPredictor:
         if len(wanted) and hasattr(ort, "preload_dlls"):
             try:  # lets pip's nvidia-* wheels supply CUDA and cuDNN when present
                 ort.preload_dlls()
-            except Exception as exc:  # noqa: BLE001 - only a hint; the session check follows
+            except Exception as exc:
                 log.debug("onnxruntime.preload_dlls failed: %s", exc)
         wanted.append("CPUExecutionProvider")
         self.session = ort.InferenceSession(
