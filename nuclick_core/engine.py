@@ -11,7 +11,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import geopandas as gpd
@@ -122,7 +122,7 @@ def _segment_squiggles(
     geom: ModelGeometry,
     batch_size: int,
     status: np.ndarray,
-    instances: list[PatchInstance],
+    settler: _Settler,
 ) -> int:
     """Segment the squiggles ``rows`` of ``clicks`` (one patch each, in batches)."""
     f = geom.mpp / slide.mpp
@@ -163,7 +163,7 @@ def _segment_squiggles(
             rr, cc = np.nonzero(mask)
             r0, r1, c0, c1 = rr.min(), rr.max() + 1, cc.min(), cc.max() + 1
             first = np.floor(lines[k][0][0]).astype(int)
-            instances.append(
+            settler.add(
                 PatchInstance(
                     click_id=idx,
                     row0=int(v0 + r0),
@@ -174,6 +174,51 @@ def _segment_squiggles(
                 )
             )
     return len(rows)
+
+
+class _Settler:
+    """Holds instances until no later patch can reach them, then settles overlaps and turns
+    them into level-0 polygons; memory is bounded by a band of tiles, not the slide."""
+
+    def __init__(
+        self,
+        settle: Callable[..., dict[int, np.ndarray | None]],
+        f: float,
+        slide_box: shapely.Geometry,
+        geoms: list,
+        score: np.ndarray,
+        status: np.ndarray,
+    ) -> None:
+        self.settle, self.f, self.slide_box = settle, f, slide_box
+        self.geoms, self.score, self.status = geoms, score, status
+        self.held: list[PatchInstance] = []
+        self.settled: set[int] = set()
+        self.peak = 0
+
+    def add(self, inst: PatchInstance) -> None:
+        self.held.append(inst)
+        self.peak = max(self.peak, len(self.held))
+
+    def flush(self, frontier: float, patch_size: int) -> None:
+        """Settle held instances that lie above ``frontier`` (no later patch reaches them);
+        forget those no unsettled instance can overlap any more."""
+        targets = [
+            k
+            for k, inst in enumerate(self.held)
+            if inst.box[2] <= frontier and inst.click_id not in self.settled
+        ]
+        for k, mask in zip(targets, self.settle(self.held, targets).values(), strict=True):
+            inst = self.held[k]
+            self.settled.add(inst.click_id)
+            if mask is None:
+                self.status[inst.click_id] = STATUS_LOST
+                continue
+            poly = mask_to_polygon(mask, inst.row0, inst.col0, self.f)
+            if not self.slide_box.contains(poly):  # a grid pixel may overhang the last pixel
+                poly = poly.intersection(self.slide_box)
+            self.geoms[inst.click_id] = poly
+            self.score[inst.click_id] = float(inst.prob[mask].mean())
+        self.held = [i for i in self.held if i.box[2] + patch_size > frontier]
 
 
 def _inside_slide(prob: np.ndarray, origin: np.ndarray, grid_w: int, grid_h: int) -> np.ndarray:
@@ -244,9 +289,22 @@ def segment_clicks(
     )
     t0 = time.perf_counter()
     reader.start()
-    instances: list[PatchInstance] = []
+    if overlap not in ("resolve", "last_wins"):
+        raise ValueError(f"overlap must be 'resolve' or 'last_wins', got {overlap!r}")
+    geoms: list = [None] * n
+    settler = _Settler(
+        resolve_overlaps if overlap == "resolve" else paste_last_wins,
+        f,
+        shapely.box(0, 0, slide.width, slide.height),
+        geoms,
+        score,
+        status,
+    )
+    # Rows above `frontier[k]` are out of reach of every patch after the k-th.
+    tops = np.concatenate([p.origin_uv[:, 1] for p in plans]) if plans else np.zeros(0)
+    frontier = np.append(np.minimum.accumulate(tops[::-1])[::-1], np.inf)
     half = geom.patch_size // 2
-    done = 0
+    done, flushed_at = 0, -np.inf
     try:
         for meta, batch in _batches(q, batch_size):
             probs = predictor(batch)
@@ -258,7 +316,7 @@ def segment_clicks(
                     continue
                 rows, cols = np.nonzero(mask)
                 r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-                instances.append(
+                settler.add(
                     PatchInstance(
                         click_id=int(idx),
                         row0=int(origin[1] + r0),
@@ -269,6 +327,9 @@ def segment_clicks(
                     )
                 )
             done += len(meta)
+            if frontier[done] >= flushed_at + options.tile / 2:
+                settler.flush(frontier[done], geom.patch_size)
+                flushed_at = frontier[done]
     finally:
         stop.set()
         while reader.is_alive():  # unblock a reader waiting on a full queue
@@ -279,25 +340,11 @@ def segment_clicks(
     if geom.mark == "squiggle":
         squiggle_rows = np.flatnonzero(is_squiggle & inside)
         done += _segment_squiggles(
-            slide, clicks, squiggle_rows, predictor, geom, batch_size, status, instances
+            slide, clicks, squiggle_rows, predictor, geom, batch_size, status, settler
         )
+    settler.flush(np.inf, geom.patch_size)
     t_infer = time.perf_counter() - t0
-    if overlap not in ("resolve", "last_wins"):
-        raise ValueError(f"overlap must be 'resolve' or 'last_wins', got {overlap!r}")
-    final = resolve_overlaps(instances) if overlap == "resolve" else paste_last_wins(instances)
-    geoms: list = [None] * n
-    slide_box = shapely.box(0, 0, slide.width, slide.height)
-    by_id = {inst.click_id: inst for inst in instances}
-    for idx, mask in final.items():
-        inst = by_id[idx]
-        if mask is None:
-            status[idx] = STATUS_LOST
-            continue
-        poly = mask_to_polygon(mask, inst.row0, inst.col0, f)
-        if not slide_box.contains(poly):  # a grid pixel may overhang the slide's last pixel
-            poly = poly.intersection(slide_box)
-        geoms[idx] = poly
-        score[idx] = float(inst.prob[mask].mean())
+    options.stats["peak_held_instances"] = settler.peak
     options.stats.update(
         {"patches": done, "seconds_infer": t_infer, "seconds_total": time.perf_counter() - t0}
     )

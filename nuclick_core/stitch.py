@@ -9,6 +9,7 @@ pixel itself, its largest component), so no instance is fragmented by a neighbou
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,8 +61,14 @@ def _beats(a: PatchInstance, b: PatchInstance, r0: int, c0: int, r1: int, c1: in
     return a.mask[sa] & b.mask[sb] & win
 
 
-def resolve_overlaps(instances: list[PatchInstance]) -> dict[int, np.ndarray | None]:
-    """Final mask per click id (cropped like the input), or None when nothing is left."""
+def _settle(
+    instances: list[PatchInstance],
+    targets: list[int] | None,
+    lost_to: Callable[[PatchInstance, PatchInstance, int, int, int, int], np.ndarray],
+    finish: Callable[[np.ndarray, PatchInstance], np.ndarray | None],
+) -> dict[int, np.ndarray | None]:
+    """For each target instance, remove the pixels ``lost_to(other, inst, box)`` says it loses
+    to any overlapping instance, then ``finish`` the mask."""
     if not instances:
         return {}
     boxes = shapely.box(
@@ -71,53 +78,51 @@ def resolve_overlaps(instances: list[PatchInstance]) -> dict[int, np.ndarray | N
         [i.box[2] for i in instances],
     )
     tree = shapely.STRtree(boxes)
-    left, right = tree.query(boxes, predicate="intersects")
-    neighbours: dict[int, list[int]] = {}
-    for a, b in zip(left, right, strict=True):
-        if a != b:
-            neighbours.setdefault(int(a), []).append(int(b))
     out: dict[int, np.ndarray | None] = {}
-    for k, inst in enumerate(instances):
+    for k in range(len(instances)) if targets is None else targets:
+        inst = instances[k]
         mask = inst.mask.copy()
-        for j in neighbours.get(k, []):
-            other = instances[j]
+        for j in tree.query(boxes[k], predicate="intersects"):
+            other = instances[int(j)]
+            if other is inst:
+                continue
             r0, c0 = max(inst.row0, other.row0), max(inst.col0, other.col0)
             r1, c1 = min(inst.box[2], other.box[2]), min(inst.box[3], other.box[3])
             if r1 <= r0 or c1 <= c0:
                 continue
-            lost = _beats(other, inst, r0, c0, r1, c1)
+            lost = lost_to(other, inst, r0, c0, r1, c1)
             mask[r0 - inst.row0 : r1 - inst.row0, c0 - inst.col0 : c1 - inst.col0] &= ~lost
-        out[inst.click_id] = _keep_click_component(mask, inst)
+        out[inst.click_id] = finish(mask, inst)
     return out
 
 
-def paste_last_wins(instances: list[PatchInstance]) -> dict[int, np.ndarray | None]:
+def resolve_overlaps(
+    instances: list[PatchInstance], targets: list[int] | None = None
+) -> dict[int, np.ndarray | None]:
+    """Final mask per click id (cropped like the input), or None when nothing is left.
+
+    ``targets`` (indices into ``instances``) limits which instances are settled; all of
+    ``instances`` still count as neighbours. A streaming run settles the instances no future
+    patch can reach and keeps the others for later.
+    """
+    return _settle(instances, targets, _beats, _keep_click_component)
+
+
+def _later_click(
+    b: PatchInstance, a: PatchInstance, r0: int, c0: int, r1: int, c1: int
+) -> np.ndarray:
+    if b.click_id <= a.click_id:
+        return np.zeros((r1 - r0, c1 - c0), bool)
+    return b.mask[r0 - b.row0 : r1 - b.row0, c0 - b.col0 : c1 - b.col0]
+
+
+def paste_last_wins(
+    instances: list[PatchInstance], targets: list[int] | None = None
+) -> dict[int, np.ndarray | None]:
     """The original implementations' behaviour, for comparison only: masks pasted in click
     order, each later instance overwriting earlier ones, no clean-up (instances may end up
     fragmented)."""
-    out: dict[int, np.ndarray | None] = {}
-    boxes = shapely.box(
-        [i.col0 for i in instances],
-        [i.row0 for i in instances],
-        [i.box[3] for i in instances],
-        [i.box[2] for i in instances],
-    )
-    tree = shapely.STRtree(boxes) if instances else None
-    for k, inst in enumerate(instances):
-        mask = inst.mask.copy()
-        for j in tree.query(boxes[k], predicate="intersects") if tree is not None else []:
-            other = instances[int(j)]
-            if other.click_id <= inst.click_id:
-                continue
-            r0, c0 = max(inst.row0, other.row0), max(inst.col0, other.col0)
-            r1, c1 = min(inst.box[2], other.box[2]), min(inst.box[3], other.box[3])
-            if r1 > r0 and c1 > c0:
-                taken = other.mask[
-                    r0 - other.row0 : r1 - other.row0, c0 - other.col0 : c1 - other.col0
-                ]
-                mask[r0 - inst.row0 : r1 - inst.row0, c0 - inst.col0 : c1 - inst.col0] &= ~taken
-        out[inst.click_id] = mask if mask.any() else None
-    return out
+    return _settle(instances, targets, _later_click, lambda m, _: m if m.any() else None)
 
 
 def _keep_click_component(mask: np.ndarray, inst: PatchInstance) -> np.ndarray | None:

@@ -147,3 +147,30 @@ def test_empty_click_table(demo_scene) -> None:
         slide, click_table(np.zeros((0, 2))), DarknessPredictor(64), ModelGeometry(64, 0.5, PARAMS)
     )
     assert len(table) == 0
+
+
+def test_memory_is_bounded_by_a_band_of_tiles(tmp_path) -> None:
+    from PIL import Image
+
+    from tests.conftest import disks_image
+
+    centres = np.array([[30 + 40 * (k % 3), 20 + 30 * (k // 3)] for k in range(120)], float)
+    path = tmp_path / "tall.png"
+    Image.fromarray(disks_image(shape=(1240, 160), centres=centres, radius=6)).save(path)
+    slide = open_slide(path, mpp=0.5, fallback_mpp=0.5)
+    geom = ModelGeometry(64, 0.5, PARAMS)
+    streamed = RunOptions(tile=64)
+    a = segment_clicks(
+        slide, click_table(centres), DarknessPredictor(64), geom, batch_size=8, options=streamed
+    )
+    b = segment_clicks(
+        slide,
+        click_table(centres),
+        DarknessPredictor(64),
+        geom,
+        batch_size=8,
+        options=RunOptions(tile=100000),
+    )
+    assert _geometries_equal(a, b)
+    assert (a["status"] == "ok").all()
+    assert streamed.stats["peak_held_instances"] < len(centres) / 3

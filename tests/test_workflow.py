@@ -238,8 +238,9 @@ def test_end_to_end_run_writes_one_instance_row_per_click(tmp_path: Path, tiny_m
 
 
 def test_retrain_target_plans_train_export_evaluate_promote():
-    run = snakemake("retrain", "--dry-run", "--nolock", "--cores", "2",
-                    "--config", "retrain_tag=2026-12-01")
+    run = snakemake(
+        "retrain", "--dry-run", "--nolock", "--cores", "2", "--config", "retrain_tag=2026-12-01"
+    )
     assert run.returncode == 0, output_of(run)
     counts = job_counts(run)
     for rule in ("train", "export_candidate", "promote", "retrain"):
