@@ -295,6 +295,20 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     figures["seconds"] = time.perf_counter() - t0
     with atomic_path(Path(args.out)) as tmp:
         tmp.write_text(json.dumps(figures, indent=1) + "\n")
+    if args.update_card:
+        card_path = card.path / "model.json"
+        raw = json.loads(card_path.read_text())
+        raw["evaluation"] = {
+            "data": figures["data"],
+            "clicks": "ground-truth centroids",
+            "figures": figures["main"],
+            "per_image": figures["per_image"],
+            **{k: figures[k] for k in ("jitter", "exclusion_off", "last_click_wins", "baselines")
+               if k in figures},
+            "command": figures["command"],
+        }
+        with atomic_path(card_path) as tmp:
+            tmp.write_text(json.dumps(raw, indent=2) + "\n")
     if args.report:
         from nuclick_core.report import write_report
 
@@ -498,6 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--no-experiments", action="store_true", help="skip jitter/exclusion/overlap")
     p.add_argument("--no-baselines", action="store_true", help="skip the classical baselines")
+    p.add_argument("--update-card", action="store_true",
+                   help="record the figures in the model's model.json (evaluation)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("promote", help="make a candidate current if it beats the current model")
