@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 MODELS_DIR = Path(os.environ.get("NUCLICK_MODELS", Path(__file__).resolve().parents[1] / "models"))
 
 
+#: (quarter turns, horizontal flip) for test-time augmentation, identity first.
+DIHEDRAL = ((0, False), (0, True), (2, False), (2, True), (1, False), (1, True), (3, False), (3, True))
+
+
 class Predictor(Protocol):
     """Maps a batch of 5-channel patches to foreground probabilities.
 
@@ -47,6 +51,7 @@ class ModelCard:
     mpp: float
     postprocess: PostprocessParams
     sha256: str
+    tta: int = 1
     raw: dict = field(default_factory=dict)
 
 
@@ -107,6 +112,7 @@ def load_card(model_dir: Path, *, verify: bool = True) -> ModelCard:
             mpp=float(raw["mpp"]),
             postprocess=PostprocessParams(**raw["postprocess"]),
             sha256=raw["sha256"],
+            tta=int(raw.get("inference", {}).get("tta", 1)),
             raw=raw,
         )
     except (KeyError, TypeError) as exc:
@@ -136,10 +142,17 @@ class OnnxPredictor:
     batch_size : patches per run.
     threads : intra-op threads; 0 means the CPUs allotted to this job.
     provider : ``"auto"`` (CUDA when available), ``"cuda"``, ``"tensorrt"`` or ``"cpu"``.
+    tta : test-time augmentation views (1, 2, 4 or 8 flips/turns, averaged); None: the card's.
     """
 
     def __init__(
-        self, card: ModelCard, *, batch_size: int = 16, threads: int = 0, provider: str = "auto"
+        self,
+        card: ModelCard,
+        *,
+        batch_size: int = 16,
+        threads: int = 0,
+        provider: str = "auto",
+        tta: int | None = None,
     ) -> None:
         try:
             import onnxruntime as ort
@@ -149,6 +162,9 @@ class OnnxPredictor:
             ) from exc
         if batch_size < 1:
             raise ModelError(f"batch size must be at least 1, got {batch_size}")
+        self.tta = card.tta if tta is None else tta
+        if self.tta not in (1, 2, 4, 8):
+            raise ModelError(f"test-time augmentation must be 1, 2, 4 or 8 views, got {self.tta}")
         self.card = card
         self.patch_size = card.patch_size
         self.batch_size = batch_size
@@ -185,6 +201,20 @@ class OnnxPredictor:
         log.info("ONNX Runtime providers %s, %d threads", used, opts.intra_op_num_threads)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities float32 (N, P, P); with test-time augmentation, the mean over the
+        first ``tta`` dihedral transforms (each undone before averaging)."""
+        if self.tta == 1:
+            return self._run(batch)
+        total = np.zeros((len(batch), self.patch_size, self.patch_size), np.float32)
+        for k, flip in DIHEDRAL[: self.tta]:
+            x = np.rot90(batch, k, axes=(2, 3))
+            x = x[..., ::-1] if flip else x
+            y = self._run(np.ascontiguousarray(x))
+            y = y[..., ::-1] if flip else y
+            total += np.rot90(y, -k, axes=(1, 2))
+        return total / np.float32(self.tta)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
         n = len(batch)
         if n == 0:
             return np.zeros((0, self.patch_size, self.patch_size), np.float32)

@@ -65,3 +65,24 @@ def test_exported_model_has_no_same_upper_autopad(tmp_path) -> None:
         for attr in node.attribute:
             if attr.name == "auto_pad":
                 assert attr.s in (b"NOTSET", b"VALID")
+
+
+def test_test_time_augmentation_over_all_views_is_equivariant(tiny_model) -> None:
+    """Averaging over the whole dihedral group, each view mapped back, makes the prediction of
+    a turned or flipped patch the turned or flipped prediction: a wrong inverse breaks this."""
+    from nuclick_core.runtime import OnnxPredictor, load_card
+
+    card = load_card(tiny_model)
+    tta = OnnxPredictor(card, batch_size=4, threads=1, tta=8)
+    rng = np.random.default_rng(0)
+    x = rng.random((2, 5, 64, 64), dtype=np.float32)
+    y = tta(x)
+    assert y.shape == (2, 64, 64)
+    for k in range(4):
+        for flip in (False, True):
+            tx = np.rot90(x, k, axes=(2, 3))
+            ty = np.rot90(y, k, axes=(1, 2))
+            if flip:
+                tx, ty = tx[..., ::-1], ty[..., ::-1]
+            assert np.allclose(tta(np.ascontiguousarray(tx)), ty, atol=1e-5)
+    assert not np.allclose(OnnxPredictor(card, batch_size=4, threads=1, tta=1)(x), y, atol=1e-5)

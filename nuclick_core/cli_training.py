@@ -1,0 +1,303 @@
+"""Training-side subcommands of ``nuclick``: train, export, evaluate and promote.
+
+:func:`add_training_commands` registers them on the parser built by
+:func:`nuclick_core.cli.build_parser`. Heavy imports (torch, onnxruntime, the datasets) stay
+inside the command functions so that ``nuclick --help`` and the segmentation commands start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from nuclick_core.errors import NuclickError
+
+log = logging.getLogger("nuclick")
+
+
+def _cell_canvases(root: Path, val_names: list[str], args: argparse.Namespace) -> tuple:
+    """Training and validation canvases from segmented cells; validation canvases use only the
+    held-out cells named in ``val_names``."""
+    from nuclick_core.cellcanvas import build_canvases, read_cells
+
+    cells = read_cells(root)
+    unknown = sorted(set(val_names) - {c.name for c in cells})
+    if unknown:
+        raise NuclickError(f"--val-names {unknown} are not cells of {root}")
+    train_cells = [c for c in cells if c.name not in val_names]
+    val_cells = [c for c in cells if c.name in val_names]
+    if not val_cells:
+        return [], []
+    size = max(2 * args.patch_size, 256)
+    log.info(
+        "building %d training and %d validation canvases (%d px)",
+        args.canvases,
+        max(args.canvases // 10, 4),
+        size,
+    )
+    return (
+        build_canvases(train_cells, args.canvases, seed=args.seed, size=size, n_cells=10),
+        build_canvases(
+            val_cells, max(args.canvases // 10, 4), seed=10_000 + args.seed, size=size, n_cells=10
+        ),
+    )
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from nuclick_core.datasets import read_dataset
+    from nuclick_core.train import TrainConfig, train
+    from nuclick_core.trainset import ClickPatchSampler
+
+    val_names = [n for n in (args.val_names or "").split(",") if n]
+    if args.format == "cells":
+        train_items, val_items = _cell_canvases(Path(args.data), val_names, args)
+    else:
+        all_items = read_dataset(Path(args.data), args.format)
+        unknown = sorted(set(val_names) - {it.name for it in all_items})
+        if unknown:
+            raise NuclickError(f"--val-names {unknown} are not images of {args.data}")
+        train_items = [it for it in all_items if it.name not in val_names]
+        val_items = [it for it in all_items if it.name in val_names]
+    if not val_items:
+        raise NuclickError("--val-names selects no image; name the validation images")
+    cfg = TrainConfig(
+        object_type=args.object,
+        width=args.width,
+        patch_size=args.patch_size,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        seed=args.seed,
+        threads=args.threads,
+        device=args.device,
+        extra={
+            "data": str(args.data),
+            "format": args.format,
+            "train_images": [it.name for it in train_items],
+            "val_images": val_names,
+            "command": " ".join(sys.argv),
+        },
+    )
+    if cfg.object_type == "gland":
+        from nuclick_core.glandset import GlandPatchSampler
+
+        sampler = GlandPatchSampler(train_items, patch_size=cfg.patch_size)
+        val_sampler = GlandPatchSampler(val_items, patch_size=cfg.patch_size, augment=False)
+    else:
+        sampler = ClickPatchSampler(train_items, patch_size=cfg.patch_size)
+        val_sampler = ClickPatchSampler(val_items, patch_size=cfg.patch_size, augment=False)
+    pick = np.random.default_rng(12345).permutation(len(val_sampler))[: cfg.val_objects]
+    val = val_sampler.fixed_batch(np.sort(pick))
+    log.info(
+        "training on %d objects from %d images; validating on %d objects from %s",
+        len(sampler),
+        len(train_items),
+        len(pick),
+        ", ".join(val_names),
+    )
+
+    def draw(rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]:
+        return sampler.batch(rng.integers(len(sampler), size=n), rng)
+
+    best = train(cfg, draw, val, Path(args.out), resume=not args.restart, progress=log.info)
+    log.info("best checkpoint: %s", best)
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    import json
+
+    from nuclick_core.export import export_model
+
+    card_extra = json.loads(Path(args.card_extra).read_text()) if args.card_extra else {}
+    postprocess = {
+        "threshold": args.threshold,
+        "min_size": args.min_size,
+        "min_hole": args.min_hole,
+        "click_tolerance": args.click_tolerance,
+    }
+    card = export_model(
+        Path(args.checkpoint),
+        Path(args.out),
+        name=args.name or Path(args.out).name,
+        mpp=args.mpp,
+        postprocess=postprocess,
+        card_extra=card_extra,
+    )
+    log.info(
+        "exported %s (parity %.1e, sha256 %s)",
+        args.out,
+        card["parity_max_abs_diff"],
+        card["sha256"][:12],
+    )
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    import json
+    import time
+
+    from nuclick_core.datasets import read_dataset
+    from nuclick_core.engine import ModelGeometry
+    from nuclick_core.evaluate import run_evaluation
+    from nuclick_core.runtime import OnnxPredictor, load_card, resolve_model
+    from nuclick_core.tables import atomic_path
+
+    t0 = time.perf_counter()
+    card = load_card(resolve_model(args.model, args.object))
+    names = [n for n in args.names.split(",") if n] if args.names else None
+    items = read_dataset(Path(args.data), args.format, names)
+    predictor = OnnxPredictor(card, batch_size=args.batch_size, threads=args.threads)
+    geom = ModelGeometry.from_card(card)
+    figures, results = run_evaluation(
+        items,
+        predictor,
+        geom,
+        mpp=args.mpp,
+        object_type=card.object_type,
+        batch_size=args.batch_size,
+        experiments=not args.no_experiments,
+        baselines=not args.no_baselines,
+        progress=log.info,
+    )
+    figures["model"] = {"name": card.name, "sha256": card.sha256, "path": str(card.path)}
+    figures["data"] = {
+        "path": str(args.data),
+        "format": args.format,
+        "images": [it.name for it in items],
+        "mpp": args.mpp,
+    }
+    figures["command"] = " ".join(sys.argv)
+    figures["seconds"] = time.perf_counter() - t0
+    with atomic_path(Path(args.out)) as tmp:
+        tmp.write_text(json.dumps(figures, indent=1) + "\n")
+    if args.update_card:
+        card_path = card.path / "model.json"
+        raw = json.loads(card_path.read_text())
+        raw["evaluation"] = {
+            "data": figures["data"],
+            "clicks": "ground-truth centroids",
+            "figures": figures["main"],
+            "per_image": figures["per_image"],
+            **{
+                k: figures[k]
+                for k in ("jitter", "exclusion_off", "last_click_wins", "baselines")
+                if k in figures
+            },
+            "command": figures["command"],
+        }
+        with atomic_path(card_path) as tmp:
+            tmp.write_text(json.dumps(raw, indent=2) + "\n")
+    if args.report:
+        from nuclick_core.report import write_report
+
+        write_report(Path(args.report), figures, results, items)
+    log.info("wrote %s (%.0f s)", args.out, figures["seconds"])
+
+
+def _cmd_promote(args: argparse.Namespace) -> None:
+    import json
+    from dataclasses import asdict
+
+    from nuclick_core.registry import promote, rollback
+    from nuclick_core.runtime import MODELS_DIR
+
+    models_dir = Path(args.models_dir) if args.models_dir else MODELS_DIR
+    if args.rollback:
+        name = rollback(args.object, models_dir=models_dir)
+        log.info("current %s model is now %s", args.object, name)
+        return
+    if not args.candidate or not args.candidate_figures:
+        raise NuclickError("promote needs --candidate and --candidate-figures (or --rollback)")
+    cand = json.loads(Path(args.candidate_figures).read_text())
+    cur = json.loads(Path(args.current_figures).read_text()) if args.current_figures else None
+    decision = promote(
+        Path(args.candidate),
+        cand,
+        cur,
+        models_dir=models_dir,
+        metric=args.metric,
+        margin=args.margin,
+    )
+    if args.out:
+        from nuclick_core.tables import atomic_path
+
+        with atomic_path(Path(args.out)) as tmp:
+            tmp.write_text(json.dumps(asdict(decision), indent=1) + "\n")
+    log.info("%s: %s", "PROMOTED" if decision.promoted else "REJECTED", decision.reason)
+
+
+def add_training_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the train, export, evaluate and promote subcommands to ``sub``."""
+    p = sub.add_parser("train", help="train NuClick on an instance-labelled dataset")
+    p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument(
+        "--format",
+        default="folder",
+        help="folder | pannuke | consep | monuseg | cells (segmented single cells, "
+        "blended into canvases)",
+    )
+    p.add_argument("--canvases", type=int, default=400, help="training canvases (format cells)")
+    p.add_argument("--val-names", required=True, help="comma-separated validation image names")
+    p.add_argument("--object", default="nucleus", choices=["nucleus", "cell", "gland"])
+    p.add_argument("--width", type=float, default=0.25)
+    p.add_argument("--patch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--epochs", type=int, default=16)
+    p.add_argument("--steps-per-epoch", type=int, default=400)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--weight-decay", type=float, default=5e-5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", required=True, help="checkpoint folder (keep it outside the repo)")
+    p.add_argument("--restart", action="store_true", help="ignore an existing last.pt")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("export", help="training checkpoint -> ONNX model folder with model.json")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True, help="model folder, e.g. models/nuclei-light")
+    p.add_argument("--name", help="model name (default: the folder name)")
+    p.add_argument("--mpp", type=float, required=True, help="um/px the model was trained at")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--min-size", type=int, default=10, help="smallest object, model pixels")
+    p.add_argument("--min-hole", type=int, default=30, help="holes below this are filled")
+    p.add_argument("--click-tolerance", type=float, default=3.0)
+    p.add_argument("--card-extra", help="JSON file merged into model.json (data, licence)")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("evaluate", help="evaluate a model on labelled images (clicks at centroids)")
+    p.add_argument("--model", help="model name or folder (default: registry's current)")
+    p.add_argument("--object", default="nucleus", choices=["nucleus", "cell", "gland"])
+    p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument("--format", default="folder")
+    p.add_argument("--names", help="comma-separated image names (default: all)")
+    p.add_argument("--mpp", type=float, required=True, help="um/px of the dataset's images")
+    p.add_argument("--out", required=True, help="JSON of every figure")
+    p.add_argument("--report", help="also write the HTML report here")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--no-experiments", action="store_true", help="skip jitter/exclusion/overlap")
+    p.add_argument("--no-baselines", action="store_true", help="skip the classical baselines")
+    p.add_argument(
+        "--update-card",
+        action="store_true",
+        help="record the figures in the model's model.json (evaluation)",
+    )
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("promote", help="make a candidate current if it beats the current model")
+    p.add_argument("--candidate", help="candidate model folder under models/")
+    p.add_argument("--candidate-figures", help="nuclick evaluate JSON of the candidate")
+    p.add_argument("--current-figures", help="nuclick evaluate JSON of the current model")
+    p.add_argument("--metric", default="aji")
+    p.add_argument("--margin", type=float, default=0.005)
+    p.add_argument("--models-dir", help="default: the repository's models/")
+    p.add_argument("--out", help="write the decision as JSON here")
+    p.add_argument("--rollback", action="store_true", help="undo the last promotion")
+    p.add_argument("--object", default="nucleus", choices=["nucleus", "cell", "gland"])
+    p.set_defaults(func=_cmd_promote)
