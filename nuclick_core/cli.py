@@ -41,7 +41,11 @@ def _cmd_segment(args: argparse.Namespace) -> None:
             clicks, width=slide.width, height=slide.height, path=Path(args.annotations)
         )
         predictor = OnnxPredictor(
-            card, batch_size=args.batch_size, threads=args.threads, provider=args.provider
+            card,
+            batch_size=args.batch_size,
+            threads=args.threads,
+            provider=args.provider,
+            tta=args.tta,
         )
         options = RunOptions(tile=args.tile)
         table = segment_clicks(
@@ -79,6 +83,7 @@ def _cmd_segment(args: argparse.Namespace) -> None:
             "object": args.object,
             "batch_size": args.batch_size,
             "tile": args.tile,
+            "tta": predictor.tta,
             "postprocess": card.raw["postprocess"],
             "providers": predictor.providers,
         },
@@ -293,6 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="0: the CPUs allotted to this job")
     p.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda", "tensorrt"])
     p.add_argument("--tile", type=int, default=1024, help="tile side in model pixels")
+    p.add_argument(
+        "--tta",
+        type=int,
+        choices=[1, 2, 4, 8],
+        help="test-time augmentation views (default: the model card's)",
+    )
     p.set_defaults(func=_cmd_segment)
 
     p = sub.add_parser("export-geojson", help="instance GeoParquet -> QuPath GeoJSON")

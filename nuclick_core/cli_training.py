@@ -8,6 +8,7 @@ inside the command functions so that ``nuclick --help`` and the segmentation com
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -115,6 +116,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
     from nuclick_core.export import export_model
 
     card_extra = json.loads(Path(args.card_extra).read_text()) if args.card_extra else {}
+    card_extra.setdefault("inference", {})["tta"] = args.tta
     postprocess = {
         "threshold": args.threshold,
         "min_size": args.min_size,
@@ -151,8 +153,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     card = load_card(resolve_model(args.model, args.object))
     names = [n for n in args.names.split(",") if n] if args.names else None
     items = read_dataset(Path(args.data), args.format, names)
-    predictor = OnnxPredictor(card, batch_size=args.batch_size, threads=args.threads)
+    predictor = OnnxPredictor(card, batch_size=args.batch_size, threads=args.threads, tta=args.tta)
     geom = ModelGeometry.from_card(card)
+    if args.threshold is not None:
+        geom = dataclasses.replace(
+            geom, postprocess=dataclasses.replace(geom.postprocess, threshold=args.threshold)
+        )
     figures, results = run_evaluation(
         items,
         predictor,
@@ -164,6 +170,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         baselines=not args.no_baselines,
         progress=log.info,
     )
+    figures["inference"] = {"tta": predictor.tta, "threshold": geom.postprocess.threshold}
     figures["model"] = {"name": card.name, "sha256": card.sha256, "path": str(card.path)}
     figures["data"] = {
         "path": str(args.data),
@@ -267,6 +274,13 @@ def add_training_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument("--min-size", type=int, default=10, help="smallest object, model pixels")
     p.add_argument("--min-hole", type=int, default=30, help="holes below this are filled")
     p.add_argument("--click-tolerance", type=float, default=3.0)
+    p.add_argument(
+        "--tta",
+        type=int,
+        default=1,
+        choices=[1, 2, 4, 8],
+        help="test-time augmentation views recommended for inference",
+    )
     p.add_argument("--card-extra", help="JSON file merged into model.json (data, licence)")
     p.set_defaults(func=_cmd_export)
 
@@ -283,6 +297,8 @@ def add_training_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--no-experiments", action="store_true", help="skip jitter/exclusion/overlap")
     p.add_argument("--no-baselines", action="store_true", help="skip the classical baselines")
+    p.add_argument("--tta", type=int, choices=[1, 2, 4, 8], help="override the card's views")
+    p.add_argument("--threshold", type=float, help="override the card's threshold (tuning)")
     p.add_argument(
         "--update-card",
         action="store_true",

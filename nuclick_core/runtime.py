@@ -26,7 +26,16 @@ MODELS_DIR = Path(os.environ.get("NUCLICK_MODELS", Path(__file__).resolve().pare
 
 
 #: (quarter turns, horizontal flip) for test-time augmentation, identity first.
-DIHEDRAL = ((0, False), (0, True), (2, False), (2, True), (1, False), (1, True), (3, False), (3, True))
+DIHEDRAL = (
+    (0, False),
+    (0, True),
+    (2, False),
+    (2, True),
+    (1, False),
+    (1, True),
+    (3, False),
+    (3, True),
+)
 
 
 class Predictor(Protocol):
