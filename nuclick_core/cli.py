@@ -181,6 +181,21 @@ def _cmd_stability(args: argparse.Namespace) -> None:
     log.info("stability %s", json.dumps(result["stability"]))
 
 
+def _cmd_run_report(args: argparse.Namespace) -> None:
+    import json
+
+    from nuclick_core.report import write_run_report
+    from nuclick_core.tables import read_instances
+
+    write_run_report(
+        Path(args.out),
+        read_instances(Path(args.instances)),
+        json.loads(Path(args.stability).read_text()),
+        Path(args.overlay),
+    )
+    log.info("wrote %s", args.out)
+
+
 def _cmd_overlay(args: argparse.Namespace) -> None:
     import geopandas as gpd
     from PIL import Image
@@ -272,6 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=0)
     p.set_defaults(func=_cmd_stability)
+
+    p = sub.add_parser("run-report", help="HTML report of one slide (no ground truth needed)")
+    p.add_argument("--instances", required=True)
+    p.add_argument("--stability", required=True, help="JSON from nuclick stability")
+    p.add_argument("--overlay", required=True, help="PNG from nuclick overlay")
+    p.add_argument("--out", required=True, help="HTML")
+    p.set_defaults(func=_cmd_run_report)
 
     p = sub.add_parser("overlay", help="PNG of instance outlines and clicks on the slide")
     p.add_argument("--slide", required=True)

@@ -206,3 +206,49 @@ def instance_overlay(
                 (230, 0, 0) if good else (0, 90, 255)
             )
     return out
+
+
+def write_run_report(path: Path, instances, stability: dict, overlay_png: Path) -> None:
+    """One slide's report without ground truth: statuses, instance sizes, the stability of the
+    masks under click jitter, and the overlay image."""
+    ok = instances[instances["status"] == "ok"]
+    prov = instances.attrs.get("provenance", {})
+    counts = instances["status"].value_counts().to_dict()
+    area = ok["area_um2"].to_numpy() if len(ok) else np.zeros(1)
+    rows_status = {k: {"instances": float(v)} for k, v in sorted(counts.items())}
+    rows_area = {
+        "area (um2)": {
+            "p10": float(np.percentile(area, 10)),
+            "median": float(np.median(area)),
+            "p90": float(np.percentile(area, 90)),
+        },
+        "score": {
+            "p10": float(np.percentile(ok["score"], 10)) if len(ok) else 0.0,
+            "median": float(np.median(ok["score"])) if len(ok) else 0.0,
+            "p90": float(np.percentile(ok["score"], 90)) if len(ok) else 0.0,
+        },
+    }
+    stab = {f"sigma {s} px": v for s, v in stability["stability"].items()}
+    img = base64.b64encode(Path(overlay_png).read_bytes()).decode()
+    parts = [
+        f"<!doctype html><meta charset='utf-8'><title>nuclick run: "
+        f"{html.escape(str(stability.get('slide', '')))}</title><style>{CSS}</style>",
+        f"<h1>{html.escape(str(stability.get('slide', '')))}</h1>",
+        f"<p class='note'>Model {html.escape(str(stability['model']['name']))} "
+        f"(sha256 {html.escape(stability['model']['sha256'][:16])}...), marks "
+        f"{html.escape(str(stability.get('annotations', '')))}. {html.escape(str(prov))}</p>",
+        "<h2>Instances by status</h2>",
+        _table(rows_status, ("instances",), bold_best=False),
+        "<h2>Instance sizes and scores</h2>",
+        _table(rows_area, ("p10", "median", "p90"), bold_best=False),
+        "<h2>Stability under click jitter (no ground truth)</h2>",
+        "<p class='note'>IoU between the mask from each click and the mask after moving the "
+        "click by Gaussian noise of the given sigma (level-0 pixels), over clicks with an "
+        "instance.</p>",
+        _table(stab, ("clicks", "mean_iou", "median_iou", "share_iou_over_0.5"), bold_best=False),
+        "<h2>Overlay</h2><p class='note'>Instances yellow; clicks red (instance) or blue "
+        "(none).</p>",
+        f"<img src='data:image/png;base64,{img}' style='max-width:100%'>",
+    ]
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(parts) + "\n")

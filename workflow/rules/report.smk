@@ -46,10 +46,22 @@ rule stability:
         " --threads {threads} --out {output:q} > {log:q} 2>&1"
 
 
+rule run_report:
+    input:
+        instances="results/{sample}/instances.parquet",
+        stability="results/{sample}/stability.json",
+        overlay="results/{sample}/overlay.png",
+    output:
+        "results/{sample}/report.html",
+    log:
+        "logs/run_report/{sample}.log",
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "nuclick run-report --instances {input.instances:q} --stability {input.stability:q}"
+        " --overlay {input.overlay:q} --out {output:q} > {log:q} 2>&1"
+
+
 rule report:
     input:
-        expand(
-            "results/{sample}/{name}",
-            sample=SAMPLES.index,
-            name=["overlay.png", "stability.json"],
-        ),
+        expand("results/{sample}/report.html", sample=SAMPLES.index),
