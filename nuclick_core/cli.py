@@ -185,13 +185,14 @@ def _cmd_run_report(args: argparse.Namespace) -> None:
     import json
 
     from nuclick_core.report import write_run_report
-    from nuclick_core.tables import read_instances
+    from nuclick_core.tables import read_instances, read_provenance
 
     write_run_report(
         Path(args.out),
         read_instances(Path(args.instances)),
         json.loads(Path(args.stability).read_text()),
         Path(args.overlay),
+        read_provenance(Path(args.instances)),
     )
     log.info("wrote %s", args.out)
 

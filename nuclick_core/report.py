@@ -36,7 +36,7 @@ def _table(
         cells = []
         for c in cols:
             v = r.get(c)
-            text = "" if v is None else f"{v:.3f}"
+            text = "" if v is None else (f"{v:.0f}" if float(v).is_integer() else f"{v:.3f}")
             cls = ' class="best"' if bold_best and v is not None and v == best[c] else ""
             cells.append(f"<td{cls}>{text}</td>")
         body.append(f"<tr><td>{html.escape(name)}</td>{''.join(cells)}</tr>")
@@ -208,11 +208,14 @@ def instance_overlay(
     return out
 
 
-def write_run_report(path: Path, instances, stability: dict, overlay_png: Path) -> None:
+def write_run_report(
+    path: Path, instances, stability: dict, overlay_png: Path, provenance: dict
+) -> None:
     """One slide's report without ground truth: statuses, instance sizes, the stability of the
     masks under click jitter, and the overlay image."""
     ok = instances[instances["status"] == "ok"]
-    prov = instances.attrs.get("provenance", {})
+    slide = provenance.get("slide", {})
+    package = provenance.get("package", {})
     counts = instances["status"].value_counts().to_dict()
     area = ok["area_um2"].to_numpy() if len(ok) else np.zeros(1)
     rows_status = {k: {"instances": float(v)} for k, v in sorted(counts.items())}
@@ -236,7 +239,10 @@ def write_run_report(path: Path, instances, stability: dict, overlay_png: Path) 
         f"<h1>{html.escape(str(stability.get('slide', '')))}</h1>",
         f"<p class='note'>Model {html.escape(str(stability['model']['name']))} "
         f"(sha256 {html.escape(stability['model']['sha256'][:16])}...), marks "
-        f"{html.escape(str(stability.get('annotations', '')))}. {html.escape(str(prov))}</p>",
+        f"{html.escape(str(stability.get('annotations', '')))}; slide {slide.get('width')}x"
+        f"{slide.get('height')} px at {slide.get('mpp')} um/px (mpp from "
+        f"{html.escape(str(slide.get('mpp_source')))}); nuclick-wsi "
+        f"{html.escape(str(package.get('version')))}.</p>",
         "<h2>Instances by status</h2>",
         _table(rows_status, ("instances",), bold_best=False),
         "<h2>Instance sizes and scores</h2>",

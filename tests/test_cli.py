@@ -278,3 +278,81 @@ def test_overlay_and_stability_commands(tmp_path, demo_scene, tiny_model) -> Non
     result = json.loads(stab.read_text())["stability"]
     assert result["0"]["mean_iou"] == 1.0  # no jitter: identical masks
     assert 0.0 <= result["2"]["mean_iou"] <= 1.0
+
+
+def test_run_report(tmp_path, demo_scene, tiny_model) -> None:
+    image, centres = demo_scene
+    clicks = tmp_path / "clicks.csv"
+    _csv(clicks, centres)
+    out = tmp_path / "i.parquet"
+    common = ["--model", str(tiny_model), "--mpp", "0.5", "--threads", "1"]
+    assert (
+        main(
+            [
+                "segment",
+                "--slide",
+                str(image),
+                "--annotations",
+                str(clicks),
+                "--out",
+                str(out),
+                *common,
+            ]
+        )
+        == 0
+    )
+    png, stab, html = tmp_path / "o.png", tmp_path / "s.json", tmp_path / "r.html"
+    assert (
+        main(
+            [
+                "overlay",
+                "--slide",
+                str(image),
+                "--instances",
+                str(out),
+                "--annotations",
+                str(clicks),
+                "--out",
+                str(png),
+                "--mpp",
+                "0.5",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "stability",
+                "--slide",
+                str(image),
+                "--annotations",
+                str(clicks),
+                "--out",
+                str(stab),
+                "--sigmas",
+                "1",
+                *common,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "run-report",
+                "--instances",
+                str(out),
+                "--stability",
+                str(stab),
+                "--overlay",
+                str(png),
+                "--out",
+                str(html),
+            ]
+        )
+        == 0
+    )
+    text = html.read_text()
+    assert "Stability under click jitter" in text and "0.5 um/px" in text
+    assert "data:image/png;base64," in text
