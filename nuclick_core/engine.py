@@ -44,6 +44,15 @@ log = logging.getLogger(__name__)
 
 STATUS_OUTSIDE = "outside_slide"
 STATUS_UNSUPPORTED = "unsupported_mark"
+STATUS_BACKGROUND = "on_background"
+#: A click whose 5x5 neighbourhood has every channel above this (of 1) lies on glass.
+GLASS_LEVEL = 0.85
+
+
+def on_glass(batch: np.ndarray, half: int) -> np.ndarray:
+    """bool (N,): the click (at patch pixel (half, half)) lies on bright, unstained glass."""
+    centre = batch[:, :3, half - 2 : half + 3, half - 2 : half + 3]
+    return centre.min(axis=1).mean(axis=(1, 2)) > GLASS_LEVEL
 
 
 @dataclass
@@ -308,7 +317,11 @@ def segment_clicks(
     try:
         for meta, batch in _batches(q, batch_size):
             probs = predictor(batch)
-            for (idx, origin), prob in zip(meta, probs, strict=True):
+            glass = on_glass(batch, half)
+            for (idx, origin), prob, bg in zip(meta, probs, glass, strict=True):
+                if bg:
+                    status[idx] = STATUS_BACKGROUND
+                    continue
                 prob = _inside_slide(prob, origin, grid_w, grid_h)
                 mask, st = clicked_object(prob, (half, half), geom.postprocess)
                 status[idx] = st
