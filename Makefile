@@ -33,6 +33,7 @@ test: $(VENV)/.installed-test
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(SNAKEMAKE) --lint --nolock
 	$(BIN)/snakefmt --check $(SMK_FILES)
 

@@ -85,9 +85,11 @@ def _cmd_train(args: argparse.Namespace) -> None:
             "command": " ".join(sys.argv),
         },
     )
-    if cfg.object_type == "gland":
-        from nuclick_core.glandset import GlandPatchSampler
+    from nuclick_core.glandset import GlandPatchSampler
 
+    sampler: ClickPatchSampler | GlandPatchSampler
+    val_sampler: ClickPatchSampler | GlandPatchSampler
+    if cfg.object_type == "gland":
         sampler = GlandPatchSampler(train_items, patch_size=cfg.patch_size)
         val_sampler = GlandPatchSampler(val_items, patch_size=cfg.patch_size, augment=False)
     else:
