@@ -159,34 +159,23 @@ def test_unknown_model_is_a_clear_error(tmp_path, demo_scene, caplog) -> None:
     assert code == 2 and "no-such-model" in caplog.text
 
 
-def test_label_mask_export_matches_polygons(tmp_path, demo_scene, tiny_model) -> None:
-    import numpy as np
-    from PIL import Image
-
+@pytest.fixture
+def segmented(tmp_path, demo_scene, tiny_model):
+    """The demo scene segmented by the tiny model: (image, clicks CSV, instances parquet)."""
     image, centres = demo_scene
     clicks = tmp_path / "clicks.csv"
     _csv(clicks, centres)
     out = tmp_path / "i.parquet"
-    assert (
-        main(
-            [
-                "segment",
-                "--slide",
-                str(image),
-                "--annotations",
-                str(clicks),
-                "--out",
-                str(out),
-                "--model",
-                str(tiny_model),
-                "--mpp",
-                "0.5",
-                "--threads",
-                "1",
-            ]
-        )
-        == 0
-    )
+    args = ["segment", "--slide", str(image), "--annotations", str(clicks), "--out", str(out)]
+    assert main([*args, "--model", str(tiny_model), "--mpp", "0.5", "--threads", "1"]) == 0
+    return image, clicks, out
+
+
+def test_label_mask_export_matches_polygons(tmp_path, segmented) -> None:
+    import numpy as np
+    from PIL import Image
+
+    image, clicks, out = segmented
     tif = tmp_path / "labels.tif"
     assert main(["export-labels", "--instances", str(out), "--out", str(tif)]) == 0
     with Image.open(tif) as im:
@@ -202,31 +191,8 @@ def test_label_mask_export_matches_polygons(tmp_path, demo_scene, tiny_model) ->
     )
 
 
-def test_overlay_and_stability_commands(tmp_path, demo_scene, tiny_model) -> None:
-    image, centres = demo_scene
-    clicks = tmp_path / "clicks.csv"
-    _csv(clicks, centres)
-    out = tmp_path / "i.parquet"
-    assert (
-        main(
-            [
-                "segment",
-                "--slide",
-                str(image),
-                "--annotations",
-                str(clicks),
-                "--out",
-                str(out),
-                "--model",
-                str(tiny_model),
-                "--mpp",
-                "0.5",
-                "--threads",
-                "1",
-            ]
-        )
-        == 0
-    )
+def test_overlay_and_stability_commands(tmp_path, segmented, tiny_model) -> None:
+    image, clicks, out = segmented
     png = tmp_path / "o.png"
     assert (
         main(
@@ -280,27 +246,9 @@ def test_overlay_and_stability_commands(tmp_path, demo_scene, tiny_model) -> Non
     assert 0.0 <= result["2"]["mean_iou"] <= 1.0
 
 
-def test_run_report(tmp_path, demo_scene, tiny_model) -> None:
-    image, centres = demo_scene
-    clicks = tmp_path / "clicks.csv"
-    _csv(clicks, centres)
-    out = tmp_path / "i.parquet"
+def test_run_report(tmp_path, segmented, tiny_model) -> None:
+    image, clicks, out = segmented
     common = ["--model", str(tiny_model), "--mpp", "0.5", "--threads", "1"]
-    assert (
-        main(
-            [
-                "segment",
-                "--slide",
-                str(image),
-                "--annotations",
-                str(clicks),
-                "--out",
-                str(out),
-                *common,
-            ]
-        )
-        == 0
-    )
     png, stab, html = tmp_path / "o.png", tmp_path / "s.json", tmp_path / "r.html"
     assert (
         main(
