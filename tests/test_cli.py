@@ -175,7 +175,7 @@ def test_label_mask_export_matches_polygons(tmp_path, segmented) -> None:
     import numpy as np
     from PIL import Image
 
-    image, clicks, out = segmented
+    _, _, out = segmented
     tif = tmp_path / "labels.tif"
     assert main(["export-labels", "--instances", str(out), "--out", str(tif)]) == 0
     with Image.open(tif) as im:
