@@ -16,6 +16,12 @@ from nuclick_core.errors import NuclickError
 log = logging.getLogger("nuclick")
 
 
+def _point_object(object_type: str) -> str:
+    """Object type given to point marks: glands are marked by squiggles, so points in a gland
+    run keep the default type (and get the status unsupported_mark)."""
+    return object_type if object_type in ("nucleus", "cell") else "nucleus"
+
+
 def _cmd_segment(args: argparse.Namespace) -> None:
     import json
     import time
@@ -34,7 +40,7 @@ def _cmd_segment(args: argparse.Namespace) -> None:
             f"model {card.name} segments {card.object_type}s but --object is {args.object}; "
             "pick a model for that object type"
         )
-    clicks = read_annotations(Path(args.annotations), default_object=args.object)
+    clicks = read_annotations(Path(args.annotations), default_object=_point_object(args.object))
     slide = open_slide(args.slide, mpp=args.mpp, fallback_mpp=card.mpp)
     try:
         clicks = validate_clicks(
@@ -157,7 +163,7 @@ def _cmd_stability(args: argparse.Namespace) -> None:
 
     card = load_card(resolve_model(args.model, args.object))
     slide = open_slide(args.slide, mpp=args.mpp, fallback_mpp=card.mpp)
-    clicks = read_annotations(Path(args.annotations), default_object=args.object)
+    clicks = read_annotations(Path(args.annotations), default_object=_point_object(args.object))
     clicks = validate_clicks(
         clicks, width=slide.width, height=slide.height, path=Path(args.annotations)
     )
