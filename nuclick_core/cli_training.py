@@ -83,6 +83,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
             "train_images": [it.name for it in train_items],
             "val_images": val_names,
             "command": " ".join(sys.argv),
+            "click_inner": args.click_inner,
         },
     )
     from nuclick_core.glandset import GlandPatchSampler
@@ -93,7 +94,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
         sampler = GlandPatchSampler(train_items, patch_size=cfg.patch_size)
         val_sampler = GlandPatchSampler(val_items, patch_size=cfg.patch_size, augment=False)
     else:
-        sampler = ClickPatchSampler(train_items, patch_size=cfg.patch_size)
+        sampler = ClickPatchSampler(
+            train_items, patch_size=cfg.patch_size, click_inner=args.click_inner
+        )
         val_sampler = ClickPatchSampler(val_items, patch_size=cfg.patch_size, augment=False)
     pick = np.random.default_rng(12345).permutation(len(val_sampler))[: cfg.val_objects]
     val = val_sampler.fixed_batch(np.sort(pick))
@@ -265,6 +268,13 @@ def add_training_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", required=True, help="checkpoint folder (keep it outside the repo)")
     p.add_argument("--restart", action="store_true", help="ignore an existing last.pt")
+    p.add_argument(
+        "--click-inner",
+        type=float,
+        default=0.3,
+        help="training clicks keep this fraction of the object's inscribed radius "
+        "from its edge (0: anywhere inside)",
+    )
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("export", help="training checkpoint -> ONNX model folder with model.json")

@@ -74,6 +74,9 @@ class ClickPatchSampler:
     jitter_px : standard deviation of the exclusion-point jitter.
     drop_prob : probability of dropping each exclusion point.
     augment : apply the paper's augmentations.
+    click_inner : clicks keep at least this fraction of the object's largest inscribed
+        distance from its boundary (0: anywhere inside; lower values teach robustness to
+        imprecise clicks).
     """
 
     def __init__(
@@ -84,8 +87,10 @@ class ClickPatchSampler:
         jitter_px: float = 2.0,
         drop_prob: float = 0.1,
         augment: bool = True,
+        click_inner: float = 0.3,
     ) -> None:
         self.images = images
+        self.click_inner = click_inner
         self.objects = index_objects(images)
         if not self.objects:
             raise ValueError("no labelled objects in the training images")
@@ -119,7 +124,9 @@ class ClickPatchSampler:
         item = self.images[ref.image_index]
         r0, c0, r1, c1 = ref.bbox
         if click_xy is None:
-            local = sample_click(item.labels[r0:r1, c0:c1] == ref.label, rng)
+            local = sample_click(
+                item.labels[r0:r1, c0:c1] == ref.label, rng, inner=self.click_inner
+            )
             click_xy = local + np.array([c0, r0])
         half = self.patch_size // 2
         row0, col0 = int(round(click_xy[1])) - half, int(round(click_xy[0])) - half

@@ -26,6 +26,7 @@ rule train:
         " --width {params.cfg[width]} --patch-size {params.cfg[patch_size]}"
         " --epochs {params.cfg[epochs]} --steps-per-epoch {params.cfg[steps_per_epoch]}"
         " --batch-size {params.cfg[batch_size]} --seed {params.cfg[seed]}"
+        " --click-inner {params.cfg[click_inner]}"
         " --threads {threads} --device {params.device} --out {params.out:q} > {log:q} 2>&1"
 
 
