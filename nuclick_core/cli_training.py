@@ -84,6 +84,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
             "val_images": val_names,
             "command": " ".join(sys.argv),
             "click_inner": args.click_inner,
+            "init": args.init,
         },
     )
     from nuclick_core.glandset import GlandPatchSampler
@@ -111,7 +112,10 @@ def _cmd_train(args: argparse.Namespace) -> None:
     def draw(rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]:
         return sampler.batch(rng.integers(len(sampler), size=n), rng)
 
-    best = train(cfg, draw, val, Path(args.out), resume=not args.restart, progress=log.info)
+    init = Path(args.init) if args.init else None
+    best = train(
+        cfg, draw, val, Path(args.out), resume=not args.restart, init=init, progress=log.info
+    )
     log.info("best checkpoint: %s", best)
 
 
@@ -268,6 +272,7 @@ def add_training_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", required=True, help="checkpoint folder (keep it outside the repo)")
     p.add_argument("--restart", action="store_true", help="ignore an existing last.pt")
+    p.add_argument("--init", help="start from this checkpoint's weights (fine-tuning)")
     p.add_argument(
         "--click-inner",
         type=float,

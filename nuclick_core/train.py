@@ -96,6 +96,7 @@ def train(
     out_dir: Path,
     *,
     resume: bool = True,
+    init: Path | None = None,
     progress: Callable[[str], None] = print,
 ) -> Path:
     """Train NuClick; returns the path of the best checkpoint.
@@ -107,12 +108,16 @@ def train(
     val : fixed validation arrays (x, target, others).
     out_dir : checkpoint folder (``last.pt``, ``best.pt``, ``history.json``).
     resume : continue from ``out_dir/last.pt`` when it exists.
+    init : start from this checkpoint's weights (fine-tuning: new optimiser and schedule).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     net = NuClick(width=cfg.width).to(cfg.device)
+    if init is not None:
+        net.load_state_dict(torch.load(init, map_location=cfg.device, weights_only=False)["model"])
+        progress(f"initialised from {init}")
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * cfg.steps_per_epoch)
     start_epoch, best, history = 0, -1.0, []

@@ -91,6 +91,11 @@ def test_a_few_steps_resume_and_export(tmp_path) -> None:
     state = torch.load(ckpt / "last.pt", weights_only=False)
     assert {"model", "optimizer", "scheduler", "epoch", "config"} <= set(state)
 
+    # fine-tuning: weights from the best checkpoint, a fresh optimiser in a new folder
+    lines.clear()
+    tuned = train(cfg, draw, val, tmp_path / "tuned", init=best, progress=lines.append)
+    assert lines[0].startswith("initialised from") and tuned.exists()
+
     card = export_model(
         best,
         tmp_path / "m",
