@@ -89,13 +89,22 @@ def _reader(
     geom: ModelGeometry,
     out: queue.Queue,
     stop: threading.Event,
+    chunk: int,
 ) -> None:
     try:
         for plan in plans:
             if stop.is_set():
                 return
             region = read_grid_region(slide, *plan.region, target_mpp=geom.mpp)
-            out.put((plan, build_inputs(region, plan, exclusion, geom.patch_size)))
+            # Inputs are built and queued a chunk at a time, so a dense tile does not hold
+            # every patch of the tile in memory at once.
+            for k in range(0, len(plan.click_index), chunk):
+                part = PatchPlan(
+                    plan.click_index[k : k + chunk], plan.origin_uv[k : k + chunk], plan.region
+                )
+                if stop.is_set():
+                    return
+                out.put((part, build_inputs(region, part, exclusion, geom.patch_size)))
         out.put(None)
     except BaseException as exc:  # hand the error to the consumer, which re-raises it
         out.put(exc)
@@ -180,6 +189,7 @@ def _segment_squiggles(
                     mask=mask[r0:r1, c0:c1],
                     prob=prob[r0:r1, c0:c1],
                     click_rc=(int(first[1]), int(first[0])),
+                    anchor=drawn[r0:r1, c0:c1],
                 )
             )
     return len(rows)
@@ -266,6 +276,8 @@ def segment_clicks(
     ``status``, ``score``, areas and a level-0 geometry (None unless status is ok).
     """
     options = options or RunOptions()
+    if overlap not in ("resolve", "last_wins"):
+        raise ValueError(f"overlap must be 'resolve' or 'last_wins', got {overlap!r}")
     f = geom.mpp / slide.mpp
     n = len(clicks)
     status = np.array(["pending"] * n, dtype=object)
@@ -294,12 +306,12 @@ def segment_clicks(
     keep = is_point if exclusion else np.zeros(n, bool)
     exclusion_index = ExclusionIndex(uv_all[keep], np.flatnonzero(keep))
     reader = threading.Thread(
-        target=_reader, args=(slide, plans, exclusion_index, geom, q, stop), daemon=True
+        target=_reader,
+        args=(slide, plans, exclusion_index, geom, q, stop, batch_size),
+        daemon=True,
     )
     t0 = time.perf_counter()
     reader.start()
-    if overlap not in ("resolve", "last_wins"):
-        raise ValueError(f"overlap must be 'resolve' or 'last_wins', got {overlap!r}")
     geoms: list = [None] * n
     settler = _Settler(
         resolve_overlaps if overlap == "resolve" else paste_last_wins,

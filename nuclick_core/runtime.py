@@ -180,9 +180,16 @@ class OnnxPredictor:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or allotted_cpus()
         opts.inter_op_num_threads = 1
+        # The slide reader runs beside inference: idle ORT threads must not spin on its CPUs.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         available = ort.get_available_providers()
         wanted: list = []
-        if provider == "tensorrt" and "TensorrtExecutionProvider" in available:
+        if provider == "tensorrt":
+            if "TensorrtExecutionProvider" not in available:
+                raise ModelError(
+                    f"provider 'tensorrt' requested but ONNX Runtime offers only {available}; "
+                    "install TensorRT for onnxruntime-gpu or use --provider cuda"
+                )
             wanted.append("TensorrtExecutionProvider")
         if provider in ("auto", "cuda", "tensorrt") and "CUDAExecutionProvider" in available:
             wanted.append(("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"}))
@@ -202,7 +209,11 @@ class OnnxPredictor:
         )
         used = self.session.get_providers()
         if provider in ("cuda", "tensorrt") and used[0] == "CPUExecutionProvider":
-            raise ModelError(f"CUDA could not be loaded (session providers: {used})")
+            raise ModelError(
+                f"CUDA could not be loaded (session providers: {used}). Check that the node's "
+                "CUDA and cuDNN match the installed onnxruntime-gpu, that only onnxruntime-gpu "
+                "(not also onnxruntime) is installed, and LD_LIBRARY_PATH; or use --provider cpu"
+            )
         if len(wanted) > 1 and used[0] == "CPUExecutionProvider":
             log.warning("CUDA is offered by onnxruntime but could not be loaded; running on CPU")
         self.providers = used

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,9 @@ from nuclick_core.errors import SlideError
 log = logging.getLogger(__name__)
 
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+#: Side (level pixels) of the fixed blocks read above level 0, and how many are cached.
+LATTICE_BLOCK = 512
+LATTICE_CACHE = 48
 
 
 @dataclass
@@ -43,6 +46,7 @@ class Slide:
     mpp_source: str
     _osr: openslide.OpenSlide | None = None
     _pixels: np.ndarray | None = None
+    _blocks: dict = field(default_factory=dict)
 
     @property
     def level_downsamples(self) -> tuple[float, ...]:
@@ -60,6 +64,40 @@ class Slide:
             if r1 > r0 and c1 > c0:
                 out[r0 - row0 : r1 - row0, c0 - col0 : c1 - col0] = self._pixels[r0:r1, c0:c1]
             return out
+        if level == 0:
+            return self._read_openslide(0, col0, row0, width, height)
+        # Above level 0 OpenSlide places a region at level-0 integer coordinates, so a region's
+        # pixels shift by a fraction of a pixel that depends on where it starts. Reading fixed
+        # lattice blocks makes every pixel come out the same whatever region asks for it.
+        b = LATTICE_BLOCK
+        out = np.empty((height, width, 3), np.uint8)
+        for by in range(row0 // b, (row0 + height - 1) // b + 1):
+            for bx in range(col0 // b, (col0 + width - 1) // b + 1):
+                block = self._lattice_block(level, bx, by)
+                r0, c0 = max(row0, by * b), max(col0, bx * b)
+                r1, c1 = min(row0 + height, (by + 1) * b), min(col0 + width, (bx + 1) * b)
+                out[r0 - row0 : r1 - row0, c0 - col0 : c1 - col0] = block[
+                    r0 - by * b : r1 - by * b, c0 - bx * b : c1 - bx * b
+                ]
+        return out
+
+    def _lattice_block(self, level: int, bx: int, by: int) -> np.ndarray:
+        key = (level, bx, by)
+        cache = self._blocks
+        if key in cache:
+            cache[key] = cache.pop(key)  # most recently used last
+            return cache[key]
+        b = LATTICE_BLOCK
+        block = self._read_openslide(level, bx * b, by * b, b, b)
+        cache[key] = block
+        while len(cache) > LATTICE_CACHE:
+            cache.pop(next(iter(cache)))
+        return block
+
+    def _read_openslide(
+        self, level: int, col0: int, row0: int, width: int, height: int
+    ) -> np.ndarray:
+        assert self._osr is not None
         d = self._osr.level_downsamples[level]
         try:
             rgba = self._osr.read_region(
@@ -184,7 +222,7 @@ def read_grid_region(
     cols = (np.arange(u0, u0 + width) + 0.5) * g - 0.5
     rows = (np.arange(v0, v0 + height) + 0.5) * g - 0.5
     sigma = max((g - 1.0) / 2.0, 0.0)
-    margin = int(math.ceil(3 * sigma)) + 2
+    margin = int(4 * sigma + 0.5) + 2  # gaussian_filter's kernel radius (truncate=4) + bilinear
     c_lo, r_lo = int(math.floor(cols[0])) - margin, int(math.floor(rows[0])) - margin
     c_hi, r_hi = int(math.ceil(cols[-1])) + margin + 1, int(math.ceil(rows[-1])) + margin + 1
     src = slide.read_level(level, c_lo, r_lo, c_hi - c_lo, r_hi - r_lo).astype(np.float32)

@@ -30,6 +30,8 @@ class PatchInstance:
     mask : bool (h, w) cropped to the object's bounding box.
     prob : float32 (h, w) probabilities over the same box.
     click_rc : grid (row, col) of the click.
+    anchor : for squiggles, bool (h, w) of the squiggle's pixels over the same box; every
+        component still holding one is kept (a gland may be several pieces along its squiggle).
     """
 
     click_id: int
@@ -38,6 +40,7 @@ class PatchInstance:
     mask: np.ndarray
     prob: np.ndarray
     click_rc: tuple[int, int]
+    anchor: np.ndarray | None = None
 
     @property
     def box(self) -> tuple[int, int, int, int]:
@@ -126,14 +129,22 @@ def paste_last_wins(
 
 
 def _keep_click_component(mask: np.ndarray, inst: PatchInstance) -> np.ndarray | None:
+    """The component holding the click (for squiggles: every component touching the squiggle);
+    when the mark lost all its pixels, the largest component."""
     labels, n = ndi.label(mask, structure=_FOUR)
     if n == 0:
         return None
     if n == 1:
         return mask
-    r, c = inst.click_rc[0] - inst.row0, inst.click_rc[1] - inst.col0
-    inside = 0 <= r < mask.shape[0] and 0 <= c < mask.shape[1]
-    keep = labels[r, c] if inside else 0
+    if inst.anchor is not None:
+        keep_ids = np.unique(labels[inst.anchor & mask])
+        if len(keep_ids):
+            return np.isin(labels, keep_ids)
+        keep = 0
+    else:
+        r, c = inst.click_rc[0] - inst.row0, inst.click_rc[1] - inst.col0
+        inside = 0 <= r < mask.shape[0] and 0 <= c < mask.shape[1]
+        keep = labels[r, c] if inside else 0
     if keep == 0:
         sizes = np.bincount(labels.ravel())
         sizes[0] = 0

@@ -44,7 +44,14 @@ def atomic_path(path: Path) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         yield tmp
+        with open(tmp, "rb+") as fh:  # on disk before the rename makes it look finished
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -124,7 +131,7 @@ def write_instances(
                 "encoding": "WKB",
                 "geometry_types": kinds,
                 "crs": None,
-                "bbox": extent,
+                **({"bbox": extent} if extent else {}),
                 "covering": {
                     "bbox": {
                         "xmin": ["bbox", "xmin"],

@@ -304,3 +304,17 @@ def test_run_report(tmp_path, segmented, tiny_model) -> None:
     text = html.read_text()
     assert "Stability under click jitter" in text and "0.5 um/px" in text
     assert "data:image/png;base64," in text
+
+
+def test_no_instance_at_all_still_writes_valid_geoparquet(tmp_path, demo_scene, tiny_model) -> None:
+    image, _ = demo_scene
+    clicks = tmp_path / "glass.csv"
+    _csv(clicks, [(395, 5), (5, 295)])  # both on white glass
+    out = tmp_path / "none.parquet"
+    args = ["segment", "--slide", str(image), "--annotations", str(clicks), "--out", str(out)]
+    assert main([*args, "--model", str(tiny_model), "--mpp", "0.5", "--threads", "1"]) == 0
+    geo = json.loads(pq.read_schema(out).metadata[b"geo"])
+    assert "bbox" not in geo["columns"]["geometry"]  # the spec wants 4 numbers or no key
+    table = gpd.read_parquet(out)
+    assert table["status"].tolist() == ["on_background"] * 2
+    assert len(gpd.read_parquet(out, bbox=(0, 0, 10, 10))) == 0

@@ -129,3 +129,18 @@ def test_hilbert_order_is_a_permutation_and_local() -> None:
     assert sorted(order) == list(range(5))
     pos = {int(k): i for i, k in enumerate(order)}
     assert abs(pos[0] - pos[2]) == 1 and abs(pos[1] - pos[3]) == 1
+
+
+def test_a_squiggle_keeps_every_piece_it_touches() -> None:
+    """A gland in two pieces along its squiggle stays whole, with or without neighbours."""
+    mask = np.zeros((10, 30), bool)
+    mask[2:8, 0:12] = True
+    mask[2:8, 16:28] = True
+    anchor = np.zeros_like(mask)
+    anchor[5, 2:26] = True
+    inst = PatchInstance(0, 0, 0, mask, np.full(mask.shape, 0.9, np.float32), (5, 2), anchor)
+    out = resolve_overlaps([inst])
+    assert out[0].sum() == mask.sum()
+    # a point instance in the same situation keeps only the piece with its click
+    point = PatchInstance(0, 0, 0, mask, np.full(mask.shape, 0.9, np.float32), (5, 2))
+    assert resolve_overlaps([point])[0].sum() == 72
