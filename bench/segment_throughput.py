@@ -18,8 +18,9 @@ import time
 
 import numpy as np
 
+from nuclick_core.annotations import click_table_from_points
 from nuclick_core.engine import ModelGeometry, RunOptions, segment_clicks
-from nuclick_core.evaluate import _table, centroid_clicks, memory_slide
+from nuclick_core.evaluate import centroid_clicks, memory_slide
 from nuclick_core.runtime import OnnxPredictor, allotted_cpus, load_card, resolve_model
 from nuclick_core.synth import nuclei_scene
 from nuclick_core.trainset import LabelledImage
@@ -50,7 +51,7 @@ def main() -> None:
     item = mosaic(args.tiles)
     slide = memory_slide(item, card.mpp)
     _, xy = centroid_clicks(item.labels)
-    clicks = _table(xy)
+    clicks = click_table_from_points(xy, source="centroid")
     geom = ModelGeometry.from_card(card)
     runs = []
     for bs in (int(b) for b in args.batch_sizes.split(",")):

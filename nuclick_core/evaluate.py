@@ -17,6 +17,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from nuclick_core import metrics
+from nuclick_core.annotations import click_table_from_points
 from nuclick_core.engine import ModelGeometry, segment_clicks
 from nuclick_core.runtime import Predictor
 from nuclick_core.slides import Slide
@@ -46,20 +47,6 @@ def centroid_clicks(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ids, rc[:, ::-1] + 0.5
 
 
-def _table(xy: np.ndarray) -> gpd.GeoDataFrame:
-    return gpd.GeoDataFrame(
-        {
-            "click_id": np.arange(len(xy), dtype=np.int64),
-            "kind": "point",
-            "object": "nucleus",
-            "label": None,
-            "source": [f"centroid {k}" for k in range(len(xy))],
-        },
-        geometry=gpd.points_from_xy(xy[:, 0], xy[:, 1]),
-        crs=None,
-    )
-
-
 def evaluate_image(
     item: LabelledImage,
     segment: Callable[[Slide, gpd.GeoDataFrame], gpd.GeoDataFrame],
@@ -73,7 +60,8 @@ def evaluate_image(
     if jitter_sigma > 0:
         rng = np.random.default_rng(seed)
         xy = xy + rng.normal(0.0, jitter_sigma, xy.shape)
-    table = segment(memory_slide(item, mpp), _table(xy))
+    clicks = click_table_from_points(xy, object="nucleus", source=f"{item.name} centroid")
+    table = segment(memory_slide(item, mpp), clicks)
     pred = label_mask(table, item.labels.shape[1], item.labels.shape[0]).astype(np.int32)
     figures = {
         **score_labels(item.labels.astype(np.int32), pred),

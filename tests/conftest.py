@@ -12,6 +12,8 @@ import pytest
 from PIL import Image
 from skimage.draw import disk
 
+from nuclick_core.annotations import click_table_from_points
+
 
 class DarknessPredictor:
     """A stand-in for the network: foreground = dark pixels, weighted by closeness to the
@@ -46,43 +48,45 @@ def disks_image(shape=(300, 400), centres=(), radius=8, seed=0) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def click_table(xy, *, kind="point", obj="nucleus") -> gpd.GeoDataFrame:
-    xy = np.asarray(xy, np.float64).reshape(-1, 2)
-    return gpd.GeoDataFrame(
-        {
-            "click_id": np.arange(len(xy), dtype=np.int64),
-            "kind": kind,
-            "object": obj,
-            "label": None,
-            "source": [f"test:row {i + 1}" for i in range(len(xy))],
-        },
-        geometry=gpd.points_from_xy(xy[:, 0], xy[:, 1]),
-        crs=None,
-    )
+def click_table(xy) -> gpd.GeoDataFrame:
+    """A click table of points (the package's own builder)."""
+    return click_table_from_points(np.asarray(xy, np.float64).reshape(-1, 2), source="test")
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A width-0.0625 NuClick with random weights exported to ONNX (64 px patches, 0.5 mpp)."""
-    torch = pytest.importorskip("torch")
+def export_tiny_model(
+    model_dir: Path,
+    *,
+    object_type: str = "nucleus",
+    mpp: float = 0.5,
+    postprocess: dict | None = None,
+) -> Path:
+    """Export a width-0.0625 NuClick with random weights (64 px patches) and its card."""
+    import torch
+
     from nuclick_core.export import export_onnx
     from nuclick_core.model import NuClick
     from nuclick_core.runtime import sha256_of
 
-    model_dir = tmp_path_factory.mktemp("models") / "tiny"
-    model_dir.mkdir()
+    model_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     export_onnx(NuClick(width=0.0625), model_dir / "model.onnx", patch_size=64)
     card = {
-        "name": "tiny",
-        "object_type": "nucleus",
+        "name": model_dir.name,
+        "object_type": object_type,
         "patch_size": 64,
-        "mpp": 0.5,
-        "postprocess": {"threshold": 0.5, "min_size": 5, "min_hole": 10},
+        "mpp": mpp,
+        "postprocess": postprocess or {"threshold": 0.5, "min_size": 5, "min_hole": 10},
         "sha256": sha256_of(model_dir / "model.onnx"),
     }
     (model_dir / "model.json").write_text(json.dumps(card))
     return model_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight nucleus model (64 px patches, 0.5 mpp); needs no training."""
+    pytest.importorskip("torch")
+    return export_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
 
 
 @pytest.fixture

@@ -153,28 +153,15 @@ def test_gland_training_patches_follow_the_inference_plan() -> None:
 
 def test_segment_cli_with_a_gland_model(tmp_path) -> None:
     """`nuclick segment --object gland` end to end with a tiny random gland model."""
-    import json
-
-    import torch
-
     from nuclick_core.cli import main
-    from nuclick_core.export import export_onnx
-    from nuclick_core.model import NuClick
-    from nuclick_core.runtime import sha256_of
+    from tests.conftest import export_tiny_model
 
-    model = tmp_path / "gland-tiny"
-    model.mkdir()
-    torch.manual_seed(0)
-    export_onnx(NuClick(width=0.0625), model / "model.onnx", patch_size=64)
-    card = {
-        "name": "gland-tiny",
-        "object_type": "gland",
-        "patch_size": 64,
-        "mpp": 1.0,
-        "postprocess": {"threshold": 0.5, "min_size": 20, "min_hole": 8},
-        "sha256": sha256_of(model / "model.onnx"),
-    }
-    (model / "model.json").write_text(json.dumps(card))
+    model = export_tiny_model(
+        tmp_path / "gland-tiny",
+        object_type="gland",
+        mpp=1.0,
+        postprocess={"threshold": 0.5, "min_size": 20, "min_hole": 8},
+    )
     img = _ring_image((100, 120), (50, 60), 25, 8)
     Image.fromarray(img).save(tmp_path / "g.png")
     (tmp_path / "marks.csv").write_text("x,y,squiggle_id\n50,40,a\n60,35,a\n70,40,a\n100,90,\n")
