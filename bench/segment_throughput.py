@@ -67,7 +67,6 @@ def main() -> None:
                 "ok": int((table["status"] == "ok").sum()),
                 "seconds_wall": round(wall, 3),
                 "clicks_per_second": round(len(clicks) / wall, 1),
-                "seconds_until_last_batch": round(opts.stats["seconds_infer"], 3),
                 "providers": pred.providers,
             }
         )

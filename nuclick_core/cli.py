@@ -103,7 +103,7 @@ def _cmd_segment(args: argparse.Namespace) -> None:
         "seconds_wall": time.perf_counter() - t0,
         "clicks": len(table),
         "statuses": counts,
-        "patches_per_second": options.stats["patches"] / max(options.stats["seconds_infer"], 1e-9),
+        "patches_per_second": options.stats["patches"] / max(options.stats["seconds_run"], 1e-9),
     }
     log.info("wrote %s: %s", args.out, json.dumps(stats))
 

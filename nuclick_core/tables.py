@@ -16,7 +16,6 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import shapely
@@ -223,7 +222,3 @@ def label_mask(
                 rr, cc = draw_polygon(hole[:, 1], hole[:, 0], (h, w))
                 out[rr, cc] = np.where(out[rr, cc] == iid, 0, out[rr, cc])
     return out
-
-
-def empty_instance_frame() -> pd.DataFrame:
-    return pd.DataFrame({c: [] for c in INSTANCE_COLUMNS})

@@ -159,6 +159,11 @@ def test_unknown_model_is_a_clear_error(tmp_path, demo_scene, caplog) -> None:
     assert code == 2 and "no-such-model" in caplog.text
 
 
+def _overlay(image, instances, clicks, png, *extra: str) -> int:
+    args = ["overlay", "--slide", str(image), "--instances", str(instances)]
+    return main([*args, "--annotations", str(clicks), "--out", str(png), *extra])
+
+
 @pytest.fixture
 def segmented(tmp_path, demo_scene, tiny_model):
     """The demo scene segmented by the tiny model: (image, clicks CSV, instances parquet)."""
@@ -194,26 +199,7 @@ def test_label_mask_export_matches_polygons(tmp_path, segmented) -> None:
 def test_overlay_and_stability_commands(tmp_path, segmented, tiny_model) -> None:
     image, clicks, out = segmented
     png = tmp_path / "o.png"
-    assert (
-        main(
-            [
-                "overlay",
-                "--slide",
-                str(image),
-                "--instances",
-                str(out),
-                "--annotations",
-                str(clicks),
-                "--out",
-                str(png),
-                "--region",
-                "0,0,200,150",
-                "--mpp",
-                "0.5",
-            ]
-        )
-        == 0
-    )
+    assert _overlay(image, out, clicks, png, "--region", "0,0,200,150", "--mpp", "0.5") == 0
     from PIL import Image
 
     with Image.open(png) as im:
@@ -250,24 +236,7 @@ def test_run_report(tmp_path, segmented, tiny_model) -> None:
     image, clicks, out = segmented
     common = ["--model", str(tiny_model), "--mpp", "0.5", "--threads", "1"]
     png, stab, html = tmp_path / "o.png", tmp_path / "s.json", tmp_path / "r.html"
-    assert (
-        main(
-            [
-                "overlay",
-                "--slide",
-                str(image),
-                "--instances",
-                str(out),
-                "--annotations",
-                str(clicks),
-                "--out",
-                str(png),
-                "--mpp",
-                "0.5",
-            ]
-        )
-        == 0
-    )
+    assert _overlay(image, out, clicks, png, "--mpp", "0.5") == 0
     assert (
         main(
             [
