@@ -208,6 +208,23 @@ def click_table_from_points(
     return table
 
 
+def squiggle_table(lines: Sequence[Any], *, source: str = "array") -> gpd.GeoDataFrame:
+    """Build a click table of gland squiggles from LineString/MultiLineString geometries.
+
+    Row ``i`` (from 1) gets the source ``"{source}:squiggle {i}"``; an empty or non-line
+    geometry is an :class:`AnnotationError` naming that row.
+    """
+    marks = []
+    for i, geom in enumerate(lines, 1):
+        if shapely.get_type_id(geom) not in (1, 5) or shapely.is_empty(geom):
+            raise AnnotationError(
+                f"{source}: squiggle {i} is {getattr(geom, 'geom_type', type(geom).__name__)}, "
+                "not a non-empty LineString or MultiLineString"
+            )
+        marks.append(Mark("squiggle", geom, None, "gland", f"{source}:squiggle {i}"))
+    return _table(marks)
+
+
 def outside_slide_mask(table: gpd.GeoDataFrame, width: float, height: float) -> np.ndarray:
     """Which marks lie fully outside the slide's level-0 area [0, width) x [0, height).
 

@@ -180,3 +180,24 @@ def build_canvases(
         build_canvas(cells, size=size, n_cells=n_cells, seed=seed * 100003 + k)
         for k in range(count)
     ]
+
+
+VALIDATION_SEED = 10_000  # validation canvases never share a seed with training canvases
+
+
+def split_cells(
+    cells: list[CellCutout], val_names: list[str], root: Path
+) -> tuple[list[CellCutout], list[CellCutout]]:
+    """(training cells, held-out cells named in ``val_names``); an unknown name is an error."""
+    unknown = sorted(set(val_names) - {c.name for c in cells})
+    if unknown:
+        raise DatasetError(f"{root}: {unknown} are not cells of this folder (images/NAME.png)")
+    return [c for c in cells if c.name not in val_names], [c for c in cells if c.name in val_names]
+
+
+def validation_canvases(
+    val_cells: list[CellCutout], count: int, *, seed: int = 0, size: int = 512
+) -> list[LabelledImage]:
+    """The fixed validation canvases of held-out cells (the same for training and evaluation:
+    canvas k depends only on ``seed`` and k, not on ``count``)."""
+    return build_canvases(val_cells, count, seed=VALIDATION_SEED + seed, size=size, n_cells=10)

@@ -23,44 +23,36 @@ log = logging.getLogger("nuclick")
 def _cell_canvases(root: Path, val_names: list[str], args: argparse.Namespace) -> tuple:
     """Training and validation canvases from segmented cells; validation canvases use only the
     held-out cells named in ``val_names``."""
-    from nuclick_core.cellcanvas import build_canvases, read_cells
+    from nuclick_core.cellcanvas import build_canvases, read_cells, split_cells, validation_canvases
 
-    cells = read_cells(root)
-    unknown = sorted(set(val_names) - {c.name for c in cells})
-    if unknown:
-        raise NuclickError(f"--val-names {unknown} are not cells of {root}")
-    train_cells = [c for c in cells if c.name not in val_names]
-    val_cells = [c for c in cells if c.name in val_names]
+    train_cells, val_cells = split_cells(read_cells(root), val_names, root)
     if not val_cells:
         return [], []
     size = max(2 * args.patch_size, 256)
-    log.info(
-        "building %d training and %d validation canvases (%d px)",
-        args.canvases,
-        max(args.canvases // 10, 4),
-        size,
-    )
+    n_val = max(args.canvases // 10, 4)
+    log.info("building %d training and %d validation canvases (%d px)", args.canvases, n_val, size)
     return (
         build_canvases(train_cells, args.canvases, seed=args.seed, size=size, n_cells=10),
-        build_canvases(
-            val_cells, max(args.canvases // 10, 4), seed=10_000 + args.seed, size=size, n_cells=10
-        ),
+        validation_canvases(val_cells, n_val, seed=args.seed, size=size),
     )
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from nuclick_core.datasets import read_dataset
+    from nuclick_core.datasets import downscale, read_dataset
     from nuclick_core.train import TrainConfig, train
     from nuclick_core.trainset import ClickPatchSampler
 
     val_names = [n for n in (args.val_names or "").split(",") if n]
     if args.format == "cells":
+        if args.downscale != 1:
+            raise NuclickError("--downscale applies to image datasets, not to --format cells")
         train_items, val_items = _cell_canvases(Path(args.data), val_names, args)
     else:
         all_items = read_dataset(Path(args.data), args.format)
         unknown = sorted(set(val_names) - {it.name for it in all_items})
         if unknown:
             raise NuclickError(f"--val-names {unknown} are not images of {args.data}")
+        all_items = downscale(all_items, args.downscale)
         train_items = [it for it in all_items if it.name not in val_names]
         val_items = [it for it in all_items if it.name in val_names]
     if not val_items:
@@ -77,6 +69,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
         seed=args.seed,
         threads=args.threads,
         device=args.device,
+        val_objects=args.val_objects,
         extra={
             "data": str(args.data),
             "format": args.format,
@@ -85,6 +78,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
             "command": " ".join(sys.argv),
             "click_inner": args.click_inner,
             "init": args.init,
+            "downscale": args.downscale,
         },
     )
     from nuclick_core.glandset import GlandPatchSampler
@@ -161,7 +155,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     card = load_card(resolve_model(args.model, args.object))
     names = [n for n in args.names.split(",") if n] if args.names else None
-    items = read_dataset(Path(args.data), args.format, names)
+    if args.format == "cells":
+        from nuclick_core.cellcanvas import read_cells, split_cells, validation_canvases
+
+        if not names:
+            raise NuclickError("--format cells needs --names: the held-out cells to blend")
+        _, val_cells = split_cells(read_cells(Path(args.data)), names, Path(args.data))
+        items = validation_canvases(val_cells, args.canvases, size=2 * card.patch_size)
+    else:
+        items = read_dataset(Path(args.data), args.format, names)
     predictor = OnnxPredictor(card, batch_size=args.batch_size, threads=args.threads, tta=args.tta)
     geom = ModelGeometry.from_card(card)
     if args.threshold is not None:
@@ -180,12 +182,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         progress=log.info,
     )
     figures["inference"] = {"tta": predictor.tta, "threshold": geom.postprocess.threshold}
-    figures["model"] = {"name": card.name, "sha256": card.sha256, "path": str(card.path)}
+    figures["model"] = {
+        "name": card.name,
+        "sha256": card.sha256,
+        "path": str(card.path),
+        "object_type": card.object_type,
+    }
     figures["data"] = {
         "path": str(args.data),
         "format": args.format,
         "images": [it.name for it in items],
         "mpp": args.mpp,
+        **({"held_out_cells": names} if args.format == "cells" else {}),
     }
     figures["command"] = " ".join(sys.argv)
     figures["seconds"] = time.perf_counter() - t0
@@ -196,7 +204,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         raw = json.loads(card_path.read_text())
         raw["evaluation"] = {
             "data": figures["data"],
-            "clicks": "ground-truth centroids",
+            "marks": "ground-truth skeleton squiggles"
+            if card.object_type == "gland"
+            else "ground-truth centroids",
             "figures": figures["main"],
             "per_image": figures["per_image"],
             **{
@@ -258,6 +268,13 @@ def add_training_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         "blended into canvases)",
     )
     p.add_argument("--canvases", type=int, default=400, help="training canvases (format cells)")
+    p.add_argument(
+        "--downscale",
+        type=float,
+        default=1.0,
+        help="shrink the images by this factor before training (the model's mpp is then the "
+        "data's mpp times this factor; export with that --mpp)",
+    )
     p.add_argument("--val-names", required=True, help="comma-separated validation image names")
     p.add_argument("--object", default="nucleus", choices=["nucleus", "cell", "gland"])
     p.add_argument("--width", type=float, default=0.25)
@@ -270,6 +287,9 @@ def add_training_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--val-objects", type=int, default=512, help="validation objects scored each epoch"
+    )
     p.add_argument("--out", required=True, help="checkpoint folder (keep it outside the repo)")
     p.add_argument("--restart", action="store_true", help="ignore an existing last.pt")
     p.add_argument("--init", help="start from this checkpoint's weights (fine-tuning)")
@@ -306,7 +326,12 @@ def add_training_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument("--object", default="nucleus", choices=["nucleus", "cell", "gland"])
     p.add_argument("--data", required=True, help="dataset folder")
     p.add_argument("--format", default="folder")
-    p.add_argument("--names", help="comma-separated image names (default: all)")
+    p.add_argument(
+        "--names", help="comma-separated image names (default: all); cells: the held-out cells"
+    )
+    p.add_argument(
+        "--canvases", type=int, default=60, help="validation canvases to build (format cells)"
+    )
     p.add_argument("--mpp", type=float, required=True, help="um/px of the dataset's images")
     p.add_argument("--out", required=True, help="JSON of every figure")
     p.add_argument("--report", help="also write the HTML report here")

@@ -1,9 +1,11 @@
 """Evaluate a model on images with ground truth, through the same engine users run.
 
-Clicks are placed at the ground-truth centroids (optionally jittered), every image is segmented
-by :func:`nuclick_core.engine.segment_clicks`, the instance polygons are rasterised back to a
-label image and compared with the ground truth. Figures are per-image means (the MoNuSeg
-convention for AJI).
+Marks come from the ground truth: for nuclei and cells a click at each object's centroid
+(optionally jittered); for glands a squiggle, the skeleton of the gland after thresholding its
+distance transform at its mean (the middle of the training signal's range). Every image is
+segmented by :func:`nuclick_core.engine.segment_clicks`, the instance polygons are rasterised back
+to a label image and compared with the ground truth. Figures are per-image means (the MoNuSeg
+convention for AJI; GlaS also averages object Dice per image).
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import shapely
 from scipy import ndimage as ndi
 
-from nuclick_core import metrics
-from nuclick_core.annotations import click_table_from_points
+from nuclick_core import metrics, object_metrics
+from nuclick_core.annotations import click_table_from_points, squiggle_table
 from nuclick_core.engine import ModelGeometry, segment_clicks
 from nuclick_core.runtime import Predictor
+from nuclick_core.signals import gland_skeleton
 from nuclick_core.slides import Slide
 from nuclick_core.tables import label_mask
 from nuclick_core.trainset import LabelledImage
@@ -30,7 +34,7 @@ class ImageResult:
     name: str
     figures: dict[str, float]
     pred: np.ndarray  # int32 (H, W) predicted labels (value = GT object index + 1)
-    clicks: np.ndarray  # float (N, 2) level-0 (x, y) clicks used
+    clicks: np.ndarray  # float (N, 2) level-0 (x, y) clicks used (glands: squiggle pixels)
 
 
 def memory_slide(item: LabelledImage, mpp: float) -> Slide:
@@ -47,25 +51,75 @@ def centroid_clicks(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ids, rc[:, ::-1] + 0.5
 
 
+def skeleton_lines(skeleton: np.ndarray, offset_xy: tuple[float, float] = (0.0, 0.0)):
+    """A skeleton's pixels joined into lines (level-0 coordinates of pixel centres): a
+    LineString or MultiLineString that rasterises back onto the skeleton."""
+    rows, cols = np.nonzero(skeleton)
+    xy = np.column_stack([cols, rows]) + 0.5 + np.asarray(offset_xy)
+    half = np.array([0.5, 0.0])  # a lone pixel becomes a one-pixel segment
+    if len(xy) == 1:
+        return shapely.LineString([xy[0] - half, xy[0] + half])
+    on = np.zeros((skeleton.shape[0] + 2, skeleton.shape[1] + 2), bool)
+    on[1:-1, 1:-1] = skeleton
+    edges: list[tuple[np.ndarray, np.ndarray]] = []
+    for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        hit = on[rows + 1 + dr, cols + 1 + dc]
+        a = xy[hit]
+        edges.extend(zip(a, a + np.array([dc, dr]), strict=True))
+    if not edges:  # isolated pixels only
+        edges = [(p - half, p + half) for p in xy]
+    return shapely.line_merge(shapely.MultiLineString([list(e) for e in edges]))
+
+
+def ground_truth_marks(
+    labels: np.ndarray,
+    object_type: str,
+    *,
+    jitter_sigma: float = 0.0,
+    seed: int = 0,
+    source: str = "ground truth",
+) -> tuple[gpd.GeoDataFrame, np.ndarray]:
+    """The click table for ``labels`` and the level-0 (x, y) positions to draw: centroid clicks
+    (nuclei, cells; jittered when asked) or skeleton squiggles (glands, one per object)."""
+    if object_type != "gland":
+        _, xy = centroid_clicks(labels)
+        if jitter_sigma > 0:
+            xy = xy + np.random.default_rng(seed).normal(0.0, jitter_sigma, xy.shape)
+        return click_table_from_points(xy, object=object_type, source=source), xy
+    lines, drawn = [], []
+    for k, sl in enumerate(ndi.find_objects(labels), 1):
+        if sl is None:
+            continue
+        skel = gland_skeleton(labels[sl] == k)
+        lines.append(skeleton_lines(skel, (sl[1].start, sl[0].start)))
+        r, c = np.nonzero(skel)
+        drawn.append(np.column_stack([c + sl[1].start, r + sl[0].start]) + 0.5)
+    xy = np.concatenate(drawn) if drawn else np.zeros((0, 2))
+    return squiggle_table(lines, source=source), xy
+
+
 def evaluate_image(
     item: LabelledImage,
     segment: Callable[[Slide, gpd.GeoDataFrame], gpd.GeoDataFrame],
     *,
     mpp: float,
+    object_type: str = "nucleus",
     jitter_sigma: float = 0.0,
     seed: int = 0,
 ) -> ImageResult:
-    """Segment one image from (jittered) centroid clicks and score it against its labels."""
-    _, xy = centroid_clicks(item.labels)
-    if jitter_sigma > 0:
-        rng = np.random.default_rng(seed)
-        xy = xy + rng.normal(0.0, jitter_sigma, xy.shape)
-    clicks = click_table_from_points(xy, object="nucleus", source=f"{item.name} centroid")
-    table = segment(memory_slide(item, mpp), clicks)
+    """Segment one image from ground-truth marks and score it against its labels."""
+    marks, xy = ground_truth_marks(
+        item.labels,
+        object_type,
+        jitter_sigma=jitter_sigma,
+        seed=seed,
+        source=f"{item.name} ground truth",
+    )
+    table = segment(memory_slide(item, mpp), marks)
     pred = label_mask(table, item.labels.shape[1], item.labels.shape[0]).astype(np.int32)
     figures = {
-        **score_labels(item.labels.astype(np.int32), pred),
-        "objects": float(len(xy)),
+        **score_labels(item.labels.astype(np.int32), pred, object_type),
+        "objects": float(len(marks)),
         "ok": float((table["status"] == "ok").sum()),
     }
     return ImageResult(item.name, figures, pred, xy)
@@ -121,9 +175,11 @@ def baseline_segmenter(name: str) -> Callable[[LabelledImage, np.ndarray], np.nd
     return run
 
 
-def score_labels(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+def score_labels(true: np.ndarray, pred: np.ndarray, object_type: str = "nucleus") -> dict:
+    """AJI, AJI+, Dice and PQ; for glands also the GlaS object Dice, object Hausdorff and
+    detection F1."""
     pq = metrics.panoptic_quality(true, pred)
-    return {
+    out = {
         "aji": metrics.aji(true, pred),
         "aji_plus": metrics.aji_plus(true, pred),
         "dice": metrics.dice(true, pred),
@@ -131,6 +187,11 @@ def score_labels(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
         "dq": pq["dq"],
         "sq": pq["sq"],
     }
+    if object_type == "gland":
+        out["object_dice"] = object_metrics.object_dice(true, pred)
+        out["object_hausdorff"] = object_metrics.object_hausdorff(true, pred)
+        out["f1"] = object_metrics.detection_f1(true, pred)["f1"]
+    return out
 
 
 def run_evaluation(
@@ -165,7 +226,10 @@ def run_evaluation(
             exclusion=bool(kw.pop("exclusion", True)),
             overlap=str(kw.pop("overlap", "resolve")),
         )
-        res = [evaluate_image(it, seg, mpp=mpp, **kw) for it in items]  # type: ignore[arg-type]
+        res = [
+            evaluate_image(it, seg, mpp=mpp, object_type=object_type, **kw)  # type: ignore[arg-type]
+            for it in items
+        ]
         results[key] = res
         out = mean_figures(res)
         progress(f"{key}: " + ", ".join(f"{k} {v:.4f}" for k, v in out.items()))
@@ -174,12 +238,14 @@ def run_evaluation(
     figures["main"] = run("main")
     figures["per_image"] = {r.name: r.figures for r in results["main"]}
     if experiments:
-        figures["jitter"] = {}
-        for sigma in JITTER_SIGMAS.get(object_type, JITTER_SIGMAS["nucleus"]):
-            figures["jitter"][str(sigma)] = run(f"jitter_{sigma:g}", jitter_sigma=sigma, seed=1)
+        sigmas = JITTER_SIGMAS.get(object_type, ())  # glands: squiggles, no click jitter
+        if sigmas:
+            figures["jitter"] = {
+                str(s): run(f"jitter_{s:g}", jitter_sigma=s, seed=1) for s in sigmas
+            }
         figures["exclusion_off"] = run("exclusion_off", exclusion=False)
         figures["last_click_wins"] = run("last_click_wins", overlap="last_wins")
-    if baselines:
+    if baselines and object_type != "gland":  # the classical baselines take point seeds
         figures["baselines"] = {}
         for name in ("watershed", "region_growing", "active_contour"):
             seg_b = baseline_segmenter(name)
@@ -188,7 +254,10 @@ def run_evaluation(
                 pred = seg_b(it, main.clicks)
                 per.append(
                     ImageResult(
-                        it.name, score_labels(it.labels.astype(np.int32), pred), pred, main.clicks
+                        it.name,
+                        score_labels(it.labels.astype(np.int32), pred, object_type),
+                        pred,
+                        main.clicks,
                     )
                 )
             results[f"baseline_{name}"] = per

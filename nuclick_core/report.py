@@ -17,7 +17,20 @@ from nuclick_core.tables import atomic_path
 from nuclick_core.trainset import LabelledImage
 
 PAPER_NUCLEI = {"aji": 0.834, "dice": 0.912, "pq": 0.838}  # NuClick paper, MoNuSeg, full network
+#: The paper's figures (full network) per object type: (row name, figures).
+PAPER = {
+    "nucleus": ("NuClick paper (full network, MoNuSeg)", PAPER_NUCLEI),
+    "cell": ("NuClick paper (full network, WBC canvases)", {"aji": 0.954}),
+    "gland": ("NuClick paper (full network, GlaS test A)", {"object_dice": 0.956, "f1": 1.0}),
+}
 METRIC_NAMES = ("aji", "aji_plus", "dice", "pq", "dq", "sq")
+GLAND_METRICS = ("object_dice", "object_hausdorff", "f1", "dice", "aji")
+MARKS = {
+    "nucleus": "clicks at the ground-truth centroids",
+    "cell": "clicks at the ground-truth centroids",
+    "gland": "squiggles: skeletons of the ground-truth glands after thresholding their "
+    "distance transform at its mean",
+}
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;
@@ -100,23 +113,33 @@ def write_report(
 ) -> None:
     """Write the evaluation report as one HTML file (images embedded)."""
     model = figures.get("model", {})
+    obj = str(model.get("object_type", "nucleus"))
+    cols = GLAND_METRICS if obj == "gland" else METRIC_NAMES
     parts = [
         f"<!doctype html><meta charset='utf-8'><title>NuClick evaluation: "
         f"{html.escape(str(model.get('name', '')))}</title><style>{CSS}</style>",
         f"<h1>Evaluation of {html.escape(str(model.get('name', '')))}</h1>",
         f"<p class='note'>Model sha256 {html.escape(str(model.get('sha256', ''))[:16])}...; data "
         f"{html.escape(str(figures.get('data', {}).get('path', '')))}, images "
-        f"{html.escape(', '.join(figures.get('data', {}).get('images', [])))}; clicks at the "
-        "ground-truth centroids; figures are per-image means. Produced by: "
+        f"{html.escape(', '.join(figures.get('data', {}).get('images', [])))}; "
+        f"{MARKS.get(obj, MARKS['nucleus'])}; figures are per-image means. Produced by: "
         f"<code>{html.escape(str(figures.get('command', '')))}</code></p>",
     ]
     rows = {"NuClick (this model)": figures["main"]}
     for name, f in figures.get("baselines", {}).items():
         rows[name.replace("_", " ")] = f
-    rows["NuClick paper (full network, MoNuSeg)"] = PAPER_NUCLEI
-    parts.append("<h2>Comparison with classical seeded methods (as the paper's Table II)</h2>")
-    parts.append("<p class='note'>Every method gets the same clicks.</p>")
-    parts.append(_table(rows, ("aji", "aji_plus", "dice", "pq", "dq", "sq")))
+    paper_name, paper = PAPER.get(obj, PAPER["nucleus"])
+    rows[paper_name] = paper
+    if "baselines" in figures:
+        parts.append("<h2>Comparison with classical seeded methods (as the paper's Table II)</h2>")
+        parts.append("<p class='note'>Every method gets the same clicks.</p>")
+    else:
+        parts.append("<h2>Figures</h2>")
+    parts.append(
+        _table(rows, cols, bold_best=False)
+        if obj == "gland"  # Hausdorff: lower is better
+        else _table(rows, cols)
+    )
     if "jitter" in figures:
         sig = sorted(float(s) for s in figures["jitter"])
         jrows = {"0 (centroid)": figures["main"]}
@@ -143,17 +166,21 @@ def write_report(
                     "exclusion map off": figures["exclusion_off"],
                     "last click wins (original implementations)": figures["last_click_wins"],
                 },
-                ("aji", "aji_plus", "dice", "pq"),
+                cols if obj == "gland" else ("aji", "aji_plus", "dice", "pq"),
                 bold_best=False,
             )
         )
     parts.append("<h2>Per image</h2>")
     parts.append(
-        _table(figures["per_image"], ("aji", "dice", "pq", "objects", "ok"), bold_best=False)
+        _table(
+            figures["per_image"],
+            (*(cols[:3] if obj == "gland" else ("aji", "dice", "pq")), "objects", "ok"),
+            bold_best=False,
+        )
     )
     parts.append(
         "<h2>Overlays</h2><p class='note'>Top-left 400x400 px of each image: ground "
-        "truth green, NuClick yellow, clicks red.</p>"
+        "truth green, NuClick yellow, clicks (squiggles) red.</p>"
     )
     for item, res in zip(items, results["main"], strict=True):
         img = overlay(_crop(item.image), _crop(item.labels), _crop(res.pred), res.clicks)

@@ -90,11 +90,20 @@ def gland_skeleton_signal(mask: np.ndarray, rng: np.random.Generator) -> np.ndar
     -------
     bool (H, W) skeleton; never empty for a non-empty mask.
     """
+    return gland_skeleton(mask, rng=rng)
+
+
+def gland_skeleton(
+    mask: np.ndarray, *, rng: np.random.Generator | None = None, tau: float | None = None
+) -> np.ndarray:
+    """Skeleton of ``mask`` after thresholding its distance transform at ``tau``; with ``rng``
+    tau is drawn from [0, mu + sigma], with neither it is mu (the evaluation squiggle)."""
     dist = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
     inside = dist[mask]
     if inside.size == 0:
         raise ValueError("cannot draw a squiggle for an empty mask")
-    tau = rng.uniform(0.0, inside.mean() + inside.std())
+    if tau is None:
+        tau = rng.uniform(0.0, inside.mean() + inside.std()) if rng is not None else inside.mean()
     core = dist > tau
     if not core.any():
         core = dist >= dist.max()

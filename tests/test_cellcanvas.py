@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
 from scipy import ndimage as ndi
 from skimage.draw import disk
 
-from nuclick_core.cellcanvas import CellCutout, build_canvas, build_canvases, read_cells
+from nuclick_core.cellcanvas import (
+    CellCutout,
+    build_canvas,
+    build_canvases,
+    read_cells,
+    split_cells,
+    validation_canvases,
+)
 from nuclick_core.errors import DatasetError
 
 
@@ -62,3 +71,46 @@ def test_read_cells_folder(tmp_path) -> None:
     (tmp_path / "images" / "002.png").write_bytes((tmp_path / "images" / "001.png").read_bytes())
     with pytest.raises(DatasetError, match="002"):
         read_cells(tmp_path)
+
+
+def _write_cells(root, cells) -> None:
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for c in cells:
+        Image.fromarray(c.image).save(root / "images" / f"{c.name}.png")
+        Image.fromarray(np.where(c.mask, 255, 0).astype(np.uint8)).save(
+            root / "masks" / f"{c.name}.png"
+        )
+
+
+def test_validation_canvases_hold_only_held_out_cells_and_do_not_depend_on_count(
+    tmp_path,
+) -> None:
+    cells = _cutouts(5)
+    train, val = split_cells(cells, ["c1", "c3"], tmp_path)
+    assert [c.name for c in train] == ["c0", "c2", "c4"] and [c.name for c in val] == ["c1", "c3"]
+    with pytest.raises(DatasetError, match=r"\['c9'\] are not cells"):
+        split_cells(cells, ["c9"], tmp_path)
+    two, three = validation_canvases(val, 2, size=192), validation_canvases(val, 3, size=192)
+    assert np.array_equal(two[1].image, three[1].image)
+    assert not np.array_equal(three[0].image, build_canvas(val, size=192, n_cells=10).image)
+
+
+def test_evaluate_cli_on_held_out_cell_canvases(tmp_path) -> None:
+    pytest.importorskip("torch")
+    from nuclick_core.cli import main
+    from tests.conftest import export_tiny_model
+
+    _write_cells(tmp_path / "wbc", _cutouts(5))
+    model = export_tiny_model(tmp_path / "models" / "cells-tiny", object_type="cell")
+    out = tmp_path / "eval.json"
+    args = ["evaluate", "--model", str(model), "--object", "cell", "--data", str(tmp_path / "wbc")]
+    args += ["--format", "cells", "--names", "c1,c3", "--canvases", "2", "--mpp", "0.5"]
+    args += ["--no-experiments", "--no-baselines", "--threads", "1", "--out", str(out)]
+    assert main(args) == 0
+    figures = json.loads(out.read_text())
+    assert figures["data"]["held_out_cells"] == ["c1", "c3"]
+    _, val = split_cells(_cutouts(5), ["c1", "c3"], tmp_path)
+    assert figures["data"]["images"] == [c.name for c in validation_canvases(val, 2, size=128)]
+    assert figures["main"]["objects"] >= 2 and 0.0 <= figures["main"]["aji"] <= 1.0
+    assert main([*args[:-2], "--names", "", "--out", str(out)]) != 0  # held-out cells are required

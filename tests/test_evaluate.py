@@ -5,11 +5,23 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
+import shapely
+from scipy import ndimage as ndi
+from skimage.draw import disk
 
+from nuclick_core.annotations import squiggle_table
 from nuclick_core.engine import ModelGeometry
-from nuclick_core.evaluate import centroid_clicks, run_evaluation
+from nuclick_core.errors import AnnotationError
+from nuclick_core.evaluate import (
+    centroid_clicks,
+    ground_truth_marks,
+    run_evaluation,
+    skeleton_lines,
+)
 from nuclick_core.postprocess import PostprocessParams
 from nuclick_core.report import write_report
+from nuclick_core.signals import gland_skeleton, polyline_map
 from nuclick_core.synth import nuclei_scene
 from nuclick_core.trainset import LabelledImage
 from tests.conftest import DarknessPredictor
@@ -54,3 +66,69 @@ def test_evaluation_figures_and_report(tmp_path) -> None:
     assert "Table II" in text and "Table IX" in text and "Table X" in text
     assert text.count("data:image/png;base64,") == len(items)
     json.dumps(figures)  # every figure is JSON-ready
+
+
+def _glands_labels() -> np.ndarray:
+    """Two glands: a disk and an annulus (its lumen is background), far apart."""
+    labels = np.zeros((200, 260), np.int32)
+    rr, cc = disk((70, 70), 45, shape=labels.shape)
+    labels[rr, cc] = 1
+    rr, cc = disk((120, 190), 50, shape=labels.shape)
+    labels[rr, cc] = 2
+    rr, cc = disk((120, 190), 18, shape=labels.shape)
+    labels[rr, cc] = 0
+    return labels
+
+
+def test_skeleton_lines_rasterise_back_onto_the_skeleton() -> None:
+    mask = _glands_labels() == 2
+    skel = gland_skeleton(mask)
+    lines = skeleton_lines(skel, (3.0, 5.0))
+    assert lines.geom_type in ("LineString", "MultiLineString")
+    parts = getattr(lines, "geoms", [lines])
+    drawn = polyline_map((210, 270), [np.asarray(ln.coords) - 0.5 for ln in parts]) > 0
+    assert np.array_equal(np.argwhere(drawn), np.argwhere(skel) + np.array([5, 3]))
+    # the annulus's squiggle stays in the gland and goes around the lumen
+    assert not (skel & ~mask).any()
+    assert ndi.binary_fill_holes(skel)[120, 190]
+
+
+def test_ground_truth_squiggles_one_per_gland_inside_it() -> None:
+    labels = _glands_labels()
+    table, xy = ground_truth_marks(labels, "gland")
+    assert table["kind"].tolist() == ["squiggle", "squiggle"]
+    assert table["object"].tolist() == ["gland", "gland"]
+    rows, cols = np.floor(xy[:, 1]).astype(int), np.floor(xy[:, 0]).astype(int)
+    assert (labels[rows, cols] > 0).all()
+    with pytest.raises(AnnotationError, match="squiggle 1 is Point"):
+        squiggle_table([shapely.Point(1, 1)], source="t")
+
+
+def test_gland_evaluation_reports_glas_figures(tmp_path) -> None:
+    labels = _glands_labels()
+    image = np.where(labels[..., None] > 0, (90, 40, 110), (240, 235, 240)).astype(np.uint8)
+    items = [LabelledImage("glands", image, labels)]
+    geom = ModelGeometry(256, 1.0, PostprocessParams(0.5, 20, 8), mark="squiggle")
+    figures, results = run_evaluation(
+        items, _DarkPredictor(), geom, mpp=1.0, object_type="gland", progress=lambda _: None
+    )
+    main = figures["main"]
+    assert main["objects"] == 2 and main["ok"] == 2
+    assert main["f1"] == 1.0 and main["object_dice"] > 0.97
+    assert main["object_hausdorff"] <= 2.0
+    assert "jitter" not in figures and "baselines" not in figures
+    assert set(figures) >= {"exclusion_off", "last_click_wins"}
+    figures["data"] = {"images": ["glands"], "path": "synthetic"}
+    figures["model"] = {"name": "dark", "sha256": "0" * 64, "object_type": "gland"}
+    write_report(tmp_path / "r.html", figures, results, items)
+    text = (tmp_path / "r.html").read_text()
+    assert "object_dice" in text and "GlaS test A" in text and "squiggles" in text
+
+
+class _DarkPredictor:
+    """Foreground = dark pixels, whatever the maps say."""
+
+    patch_size = 256
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return (batch[:, :3].mean(1) < 0.5).astype(np.float32)

@@ -9,6 +9,7 @@ import shapely
 from PIL import Image
 from skimage.draw import disk
 
+from nuclick_core.annotations import squiggle_table
 from nuclick_core.engine import ModelGeometry, segment_clicks
 from nuclick_core.postprocess import PostprocessParams
 from nuclick_core.slides import open_slide
@@ -39,17 +40,7 @@ def _ring_image(shape, centre, r_out, r_in) -> np.ndarray:
 
 
 def _table(lines) -> gpd.GeoDataFrame:
-    return gpd.GeoDataFrame(
-        {
-            "click_id": np.arange(len(lines), dtype=np.int64),
-            "kind": "squiggle",
-            "object": "gland",
-            "label": None,
-            "source": [f"t:{i}" for i in range(len(lines))],
-        },
-        geometry=[shapely.LineString(ln) for ln in lines],
-        crs=None,
-    )
+    return squiggle_table([shapely.LineString(ln) for ln in lines], source="t")
 
 
 def _run(tmp_path, img, lines):
