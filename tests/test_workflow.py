@@ -72,7 +72,7 @@ def test_dry_run_plans_one_segment_job_per_sample():
     run = snakemake("--dry-run", "--forceall", "--nolock", "--cores", "2")
     assert run.returncode == 0, output_of(run)
     counts = job_counts(run)
-    assert counts["segment"] == len(sheet) == 2, output_of(run)
+    assert counts["segment"] == len(sheet) == 3, output_of(run)
     assert counts["all"] == 1
     for sample in sheet["sample"]:
         assert f"wildcards: sample={sample}\n" in run.stdout, output_of(run)

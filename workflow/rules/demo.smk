@@ -9,6 +9,8 @@ rule fetch_demo:
     output:
         "resources/demo/cmu_small_region.svs",
         "resources/demo/target_image.png",
+        "resources/demo/synthetic_glands.png",
+        "resources/demo/synthetic_glands.labels.png",
     log:
         "logs/fetch_demo/fetch_demo.log",
     conda:

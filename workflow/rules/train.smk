@@ -26,7 +26,8 @@ rule train:
         " --width {params.cfg[width]} --patch-size {params.cfg[patch_size]}"
         " --epochs {params.cfg[epochs]} --steps-per-epoch {params.cfg[steps_per_epoch]}"
         " --batch-size {params.cfg[batch_size]} --seed {params.cfg[seed]}"
-        " --click-inner {params.cfg[click_inner]}"
+        " --click-inner {params.cfg[click_inner]} --downscale {params.cfg[downscale]}"
+        " --canvases {params.cfg[canvases]} --val-objects {params.cfg[val_objects]}"
         " --threads {threads} --device {params.device} --out {params.out:q} > {log:q} 2>&1"
 
 
@@ -43,9 +44,13 @@ rule export_candidate:
     params:
         cfg=train_config,
         out=lambda wildcards, output: os.path.dirname(output.onnx),
+        # the model runs at the grid it was trained on: the data's mpp times the downscale
+        mpp=lambda wildcards: train_config(wildcards)["mpp"] * train_config(wildcards)["downscale"],
     shell:
-        "nuclick export --checkpoint {input:q} --out {params.out:q}"
-        " --mpp {params.cfg[mpp]} --card-extra {params.cfg[card]:q} > {log:q} 2>&1"
+        "nuclick export --checkpoint {input:q} --out {params.out:q} --mpp {params.mpp}"
+        " --threshold {params.cfg[threshold]} --min-size {params.cfg[min_size]}"
+        " --min-hole {params.cfg[min_hole]}"
+        " --card-extra {params.cfg[card]:q} > {log:q} 2>&1"
 
 
 rule evaluate:
@@ -84,7 +89,9 @@ rule promote:
         current=lambda wildcards, input: (
             f"--current-figures {input.current}" if input.current else ""
         ),
-        metric=config["promote"]["metric"],
+        metric=lambda wildcards: train_config(wildcards).get(
+            "promote_metric", config["promote"]["metric"]
+        ),
         margin=config["promote"]["margin"],
     shell:
         "nuclick promote --candidate models/{wildcards.object}-{wildcards.tag}"
