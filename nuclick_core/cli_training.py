@@ -221,7 +221,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     if args.report:
         from nuclick_core.report import write_report
 
-        write_report(Path(args.report), figures, results, items)
+        write_report(Path(args.report), figures, results, items, overlays=not args.no_overlays)
     log.info("wrote %s (%.0f s)", args.out, figures["seconds"])
 
 
@@ -335,6 +335,11 @@ def add_training_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument("--mpp", type=float, required=True, help="um/px of the dataset's images")
     p.add_argument("--out", required=True, help="JSON of every figure")
     p.add_argument("--report", help="also write the HTML report here")
+    p.add_argument(
+        "--no-overlays",
+        action="store_true",
+        help="leave the images out of the report (data that may not be redistributed)",
+    )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--no-experiments", action="store_true", help="skip jitter/exclusion/overlap")

@@ -109,9 +109,15 @@ def _crop(arr: np.ndarray, size: int = 400) -> np.ndarray:
 
 
 def write_report(
-    path: Path, figures: dict, results: dict[str, list[ImageResult]], items: list[LabelledImage]
+    path: Path,
+    figures: dict,
+    results: dict[str, list[ImageResult]],
+    items: list[LabelledImage],
+    *,
+    overlays: bool = True,
 ) -> None:
-    """Write the evaluation report as one HTML file (images embedded)."""
+    """Write the evaluation report as one HTML file (images embedded unless ``overlays`` is
+    False, for data whose licence does not allow sharing the images)."""
     model = figures.get("model", {})
     obj = str(model.get("object_type", "nucleus"))
     cols = GLAND_METRICS if obj == "gland" else METRIC_NAMES
@@ -181,8 +187,13 @@ def write_report(
     parts.append(
         "<h2>Overlays</h2><p class='note'>Top-left 400x400 px of each image: ground "
         "truth green, NuClick yellow, clicks (squiggles) red.</p>"
+        if overlays
+        else "<h2>Overlays</h2><p class='note'>Left out: the data's licence does not allow "
+        "sharing its images. Run the command above without --no-overlays to see them.</p>"
     )
     for item, res in zip(items, results["main"], strict=True):
+        if not overlays:
+            break
         img = overlay(_crop(item.image), _crop(item.labels), _crop(res.pred), res.clicks)
         parts.append(
             f"<figure><img src='{png_data_uri(img)}' width='400'>"

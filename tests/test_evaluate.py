@@ -123,6 +123,10 @@ def test_gland_evaluation_reports_glas_figures(tmp_path) -> None:
     write_report(tmp_path / "r.html", figures, results, items)
     text = (tmp_path / "r.html").read_text()
     assert "object_dice" in text and "GlaS test A" in text and "squiggles" in text
+    assert text.count("data:image/png;base64,") == 1
+    write_report(tmp_path / "r.html", figures, results, items, overlays=False)
+    text = (tmp_path / "r.html").read_text()
+    assert "data:image/png" not in text and "licence does not allow" in text
 
 
 class _DarkPredictor:
