@@ -24,6 +24,7 @@ PAPER = {
     "gland": ("NuClick paper (full network, GlaS test A)", {"object_dice": 0.956, "f1": 1.0}),
 }
 METRIC_NAMES = ("aji", "aji_plus", "dice", "pq", "dq", "sq")
+MAX_OVERLAYS = 10  # images shown in a report; the tables cover every image
 GLAND_METRICS = ("object_dice", "object_hausdorff", "f1", "dice", "aji")
 MARKS = {
     "nucleus": "clicks at the ground-truth centroids",
@@ -185,15 +186,15 @@ def write_report(
         )
     )
     parts.append(
-        "<h2>Overlays</h2><p class='note'>Top-left 400x400 px of each image: ground "
-        "truth green, NuClick yellow, clicks (squiggles) red.</p>"
+        "<h2>Overlays</h2><p class='note'>Top-left 400x400 px of each image (the first "
+        f"{min(len(items), MAX_OVERLAYS)} of {len(items)}): ground truth green, NuClick yellow, "
+        "clicks (squiggles) red.</p>"
         if overlays
         else "<h2>Overlays</h2><p class='note'>Left out: the data's licence does not allow "
         "sharing its images. Run the command above without --no-overlays to see them.</p>"
     )
-    for item, res in zip(items, results["main"], strict=True):
-        if not overlays:
-            break
+    pairs = list(zip(items, results["main"], strict=True))[:MAX_OVERLAYS] if overlays else []
+    for item, res in pairs:
         img = overlay(_crop(item.image), _crop(item.labels), _crop(res.pred), res.clicks)
         parts.append(
             f"<figure><img src='{png_data_uri(img)}' width='400'>"
