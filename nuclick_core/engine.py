@@ -141,8 +141,10 @@ def _segment_squiggles(
     batch_size: int,
     status: np.ndarray,
     settler: _Settler,
+    exclusion: bool = True,
 ) -> int:
-    """Segment the squiggles ``rows`` of ``clicks`` (one patch each, in batches)."""
+    """Segment the squiggles ``rows`` of ``clicks`` (one patch each, in batches); with
+    ``exclusion=False`` the exclusion maps stay blank."""
     f = geom.mpp / slide.mpp
     p = geom.patch_size
     grid_w, grid_h = int(np.ceil(slide.width / f)), int(np.ceil(slide.height / f))
@@ -161,7 +163,7 @@ def _segment_squiggles(
                         target_mpp=geom.mpp,
                     ),
                     lines[k],
-                    representative_points(lines, plans[k], k),
+                    representative_points(lines, plans[k], k) if exclusion else np.zeros((0, 2)),
                     plans[k],
                     p,
                 )
@@ -365,7 +367,7 @@ def segment_clicks(
     if geom.mark == "squiggle":
         squiggle_rows = np.flatnonzero(is_squiggle & inside)
         done += _segment_squiggles(
-            slide, clicks, squiggle_rows, predictor, geom, batch_size, status, settler
+            slide, clicks, squiggle_rows, predictor, geom, batch_size, status, settler, exclusion
         )
     settler.flush(np.inf, geom.patch_size)
     options.stats["peak_held_instances"] = settler.peak

@@ -114,6 +114,26 @@ def test_clicks_are_unsupported_for_a_gland_model(tmp_path) -> None:
     assert table["status"].tolist() == ["unsupported_mark"]
 
 
+def test_exclusion_off_blanks_the_squiggles_exclusion_maps(tmp_path) -> None:
+    img = _ring_image((80, 120), (40, 40), 20, 0)
+    path = tmp_path / "g.png"
+    Image.fromarray(img).save(path)
+    slide = open_slide(path, mpp=1.0, fallback_mpp=1.0)
+    table = _table([[(30, 40), (50, 40)], [(70, 40), (90, 40)]])
+    seen: list[np.ndarray] = []
+
+    class Recording(DarkPredictor):
+        def __call__(self, batch: np.ndarray) -> np.ndarray:
+            seen.append(batch.copy())
+            return super().__call__(batch)
+
+    for exclusion in (True, False):
+        seen.clear()
+        segment_clicks(slide, table, Recording(), GEOM, batch_size=2, exclusion=exclusion)
+        marks = sum(float(b[:, 4].sum()) for b in seen)
+        assert (marks > 0) == exclusion  # each squiggle sees the other one only when asked
+
+
 def test_squiggle_object_needs_the_squiggle_on_foreground() -> None:
     prob = np.zeros((20, 20), np.float32)
     prob[2:10, 2:10] = 1
