@@ -321,7 +321,9 @@ def add_training_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument("--card-extra", help="JSON file merged into model.json (data, licence)")
     p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser("evaluate", help="evaluate a model on labelled images (marks from the ground truth)")
+    p = sub.add_parser(
+        "evaluate", help="evaluate a model on labelled images (marks from the ground truth)"
+    )
     p.add_argument("--model", help="model name or folder (default: registry's current)")
     p.add_argument("--object", default="nucleus", choices=["nucleus", "cell", "gland"])
     p.add_argument("--data", required=True, help="dataset folder")
