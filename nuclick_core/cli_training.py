@@ -148,7 +148,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
     from nuclick_core.datasets import read_dataset
     from nuclick_core.engine import ModelGeometry
-    from nuclick_core.evaluate import run_evaluation
+    from nuclick_core.evaluate import MARKS, run_evaluation
     from nuclick_core.runtime import OnnxPredictor, load_card, resolve_model
     from nuclick_core.tables import atomic_path
 
@@ -204,9 +204,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         raw = json.loads(card_path.read_text())
         raw["evaluation"] = {
             "data": figures["data"],
-            "marks": "ground-truth skeleton squiggles"
-            if card.object_type == "gland"
-            else "ground-truth centroids",
+            "marks": MARKS["gland" if card.object_type == "gland" else "point"],
             "figures": figures["main"],
             "per_image": figures["per_image"],
             **{

@@ -51,7 +51,17 @@ def centroid_clicks(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ids, rc[:, ::-1] + 0.5
 
 
-def skeleton_lines(skeleton: np.ndarray, offset_xy: tuple[float, float] = (0.0, 0.0)):
+#: How evaluation marks are made from the ground truth, by kind (recorded in reports and cards).
+MARKS = {
+    "point": "clicks at the ground-truth centroids",
+    "gland": "squiggles: skeletons of the ground-truth glands after thresholding their "
+    "distance transform at its mean",
+}
+
+
+def skeleton_lines(
+    skeleton: np.ndarray, offset_xy: tuple[float, float] = (0.0, 0.0)
+) -> shapely.Geometry:
     """A skeleton's pixels joined into lines (level-0 coordinates of pixel centres): a
     LineString or MultiLineString that rasterises back onto the skeleton."""
     rows, cols = np.nonzero(skeleton)
@@ -89,6 +99,8 @@ def ground_truth_marks(
         if jitter_sigma > 0:
             xy = xy + np.random.default_rng(seed).normal(0.0, jitter_sigma, xy.shape)
         return click_table_from_points(xy, object=object_type, source=source), xy
+    if jitter_sigma > 0:
+        raise ValueError("click jitter applies to point marks, not to gland squiggles")
     lines, drawn = [], []
     for k, sl in enumerate(ndi.find_objects(labels), 1):
         if sl is None:

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 from skimage.segmentation import find_boundaries
 
-from nuclick_core.evaluate import ImageResult
+from nuclick_core.evaluate import MARKS, ImageResult
 from nuclick_core.tables import atomic_path
 from nuclick_core.trainset import LabelledImage
 
@@ -26,12 +26,6 @@ PAPER = {
 METRIC_NAMES = ("aji", "aji_plus", "dice", "pq", "dq", "sq")
 MAX_OVERLAYS = 10  # images shown in a report; the tables cover every image
 GLAND_METRICS = ("object_dice", "object_hausdorff", "f1", "dice", "aji")
-MARKS = {
-    "nucleus": "clicks at the ground-truth centroids",
-    "cell": "clicks at the ground-truth centroids",
-    "gland": "squiggles: skeletons of the ground-truth glands after thresholding their "
-    "distance transform at its mean",
-}
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;
@@ -129,7 +123,8 @@ def write_report(
         f"<p class='note'>Model sha256 {html.escape(str(model.get('sha256', ''))[:16])}...; data "
         f"{html.escape(str(figures.get('data', {}).get('path', '')))}, images "
         f"{html.escape(', '.join(figures.get('data', {}).get('images', [])))}; "
-        f"{MARKS.get(obj, MARKS['nucleus'])}; figures are per-image means. Produced by: "
+        f"{MARKS['gland' if obj == 'gland' else 'point']}; figures are per-image means. "
+        "Produced by: "
         f"<code>{html.escape(str(figures.get('command', '')))}</code></p>",
     ]
     rows = {"NuClick (this model)": figures["main"]}
@@ -142,11 +137,7 @@ def write_report(
         parts.append("<p class='note'>Every method gets the same clicks.</p>")
     else:
         parts.append("<h2>Figures</h2>")
-    parts.append(
-        _table(rows, cols, bold_best=False)
-        if obj == "gland"  # Hausdorff: lower is better
-        else _table(rows, cols)
-    )
+    parts.append(_table(rows, cols, bold_best=obj != "gland"))  # Hausdorff: lower is better
     if "jitter" in figures:
         sig = sorted(float(s) for s in figures["jitter"])
         jrows = {"0 (centroid)": figures["main"]}

@@ -93,17 +93,14 @@ def gland_skeleton_signal(mask: np.ndarray, rng: np.random.Generator) -> np.ndar
     return gland_skeleton(mask, rng=rng)
 
 
-def gland_skeleton(
-    mask: np.ndarray, *, rng: np.random.Generator | None = None, tau: float | None = None
-) -> np.ndarray:
-    """Skeleton of ``mask`` after thresholding its distance transform at ``tau``; with ``rng``
-    tau is drawn from [0, mu + sigma], with neither it is mu (the evaluation squiggle)."""
+def gland_skeleton(mask: np.ndarray, *, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Skeleton of ``mask`` after thresholding its distance transform at tau: drawn from
+    [0, mu + sigma] with ``rng`` (training), mu without (the evaluation squiggle)."""
     dist = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
     inside = dist[mask]
     if inside.size == 0:
         raise ValueError("cannot draw a squiggle for an empty mask")
-    if tau is None:
-        tau = rng.uniform(0.0, inside.mean() + inside.std()) if rng is not None else inside.mean()
+    tau = rng.uniform(0.0, inside.mean() + inside.std()) if rng is not None else inside.mean()
     core = dist > tau
     if not core.any():
         core = dist >= dist.max()

@@ -100,6 +100,8 @@ def test_ground_truth_squiggles_one_per_gland_inside_it() -> None:
     assert table["object"].tolist() == ["gland", "gland"]
     rows, cols = np.floor(xy[:, 1]).astype(int), np.floor(xy[:, 0]).astype(int)
     assert (labels[rows, cols] > 0).all()
+    with pytest.raises(ValueError, match="not to gland squiggles"):
+        ground_truth_marks(labels, "gland", jitter_sigma=3.0)
     with pytest.raises(AnnotationError, match="squiggle 1 is Point"):
         squiggle_table([shapely.Point(1, 1)], source="t")
 
