@@ -38,21 +38,23 @@ def _cell_canvases(root: Path, val_names: list[str], args: argparse.Namespace) -
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from nuclick_core.datasets import downscale, read_dataset
+    from nuclick_core.datasets import downscale, read_dataset, shift_images
     from nuclick_core.train import TrainConfig, train
     from nuclick_core.trainset import ClickPatchSampler
 
     val_names = [n for n in (args.val_names or "").split(",") if n]
     if args.format == "cells":
-        if args.downscale != 1:
-            raise NuclickError("--downscale applies to image datasets, not to --format cells")
+        if args.downscale != 1 or args.image_offset != (0.0, 0.0):
+            raise NuclickError(
+                "--downscale and --image-offset apply to image datasets, not to --format cells"
+            )
         train_items, val_items = _cell_canvases(Path(args.data), val_names, args)
     else:
         all_items = read_dataset(Path(args.data), args.format)
         unknown = sorted(set(val_names) - {it.name for it in all_items})
         if unknown:
             raise NuclickError(f"--val-names {unknown} are not images of {args.data}")
-        all_items = downscale(all_items, args.downscale)
+        all_items = downscale(shift_images(all_items, *args.image_offset), args.downscale)
         train_items = [it for it in all_items if it.name not in val_names]
         val_items = [it for it in all_items if it.name in val_names]
     if not val_items:
@@ -70,6 +72,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
         threads=args.threads,
         device=args.device,
         val_objects=args.val_objects,
+        alpha_max=args.alpha_max,
         extra={
             "data": str(args.data),
             "format": args.format,
@@ -79,6 +82,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
             "click_inner": args.click_inner,
             "init": args.init,
             "downscale": args.downscale,
+            "image_offset": list(args.image_offset),
         },
     )
     from nuclick_core.glandset import GlandPatchSampler
@@ -146,7 +150,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     import json
     import time
 
-    from nuclick_core.datasets import read_dataset
+    from nuclick_core.datasets import read_dataset, shift_images
     from nuclick_core.engine import ModelGeometry
     from nuclick_core.evaluate import MARKS, run_evaluation
     from nuclick_core.runtime import OnnxPredictor, load_card, resolve_model
@@ -160,10 +164,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
         if not names:
             raise NuclickError("--format cells needs --names: the held-out cells to blend")
+        if args.image_offset != (0.0, 0.0):
+            raise NuclickError("--image-offset applies to image datasets, not to --format cells")
         _, val_cells = split_cells(read_cells(Path(args.data)), names, Path(args.data))
         items = validation_canvases(val_cells, args.canvases, size=2 * card.patch_size)
     else:
-        items = read_dataset(Path(args.data), args.format, names)
+        items = shift_images(read_dataset(Path(args.data), args.format, names), *args.image_offset)
     predictor = OnnxPredictor(card, batch_size=args.batch_size, threads=args.threads, tta=args.tta)
     geom = ModelGeometry.from_card(card)
     if args.threshold is not None:
@@ -193,6 +199,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         "format": args.format,
         "images": [it.name for it in items],
         "mpp": args.mpp,
+        "image_offset": list(args.image_offset),
         **({"held_out_cells": names} if args.format == "cells" else {}),
     }
     figures["command"] = " ".join(sys.argv)
@@ -255,6 +262,28 @@ def _cmd_promote(args: argparse.Namespace) -> None:
     log.info("%s: %s", "PROMOTED" if decision.promoted else "REJECTED", decision.reason)
 
 
+def _offset(text: str) -> tuple[float, float]:
+    """``--image-offset DX,DY`` parsed; a clear error otherwise."""
+    try:
+        dx, dy = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--image-offset takes DX,DY in pixels, e.g. -0.5,-0.5; got {text!r}"
+        ) from None
+    return dx, dy
+
+
+def _add_image_offset(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--image-offset",
+        type=_offset,
+        default=(0.0, 0.0),
+        metavar="DX,DY",
+        help="move the images' content by DX,DY pixels onto their labels before use (MoNuSeg "
+        "as distributed here: -0.5,-0.5; measure with bench/label_alignment.py)",
+    )
+
+
 def add_training_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the train, export, evaluate and promote subcommands to ``sub``."""
     p = sub.add_parser("train", help="train NuClick on an instance-labelled dataset")
@@ -273,9 +302,15 @@ def add_training_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         help="shrink the images by this factor before training (the model's mpp is then the "
         "data's mpp times this factor; export with that --mpp)",
     )
+    _add_image_offset(p)
     p.add_argument("--val-names", required=True, help="comma-separated validation image names")
     p.add_argument("--object", default="nucleus", choices=["nucleus", "cell", "gland"])
     p.add_argument("--width", type=float, default=0.25)
+    p.add_argument(
+        "--alpha-max",
+        type=float,
+        help="cap the loss weight alpha (default: uncapped, the paper's equation 1)",
+    )
     p.add_argument("--patch-size", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--epochs", type=int, default=16)
@@ -333,6 +368,7 @@ def add_training_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         "--canvases", type=int, default=60, help="validation canvases to build (format cells)"
     )
     p.add_argument("--mpp", type=float, required=True, help="um/px of the dataset's images")
+    _add_image_offset(p)
     p.add_argument("--out", required=True, help="JSON of every figure")
     p.add_argument("--report", help="also write the HTML report here")
     p.add_argument(

@@ -43,7 +43,8 @@ def _write_registry(models_dir: Path, registry: dict) -> None:
 
 def _evaluation_set(figures: dict) -> tuple:
     data = figures.get("data", {})
-    return (tuple(data.get("images", [])), data.get("mpp"), data.get("format"))
+    offset = tuple(data.get("image_offset", (0.0, 0.0)))
+    return (tuple(data.get("images", [])), data.get("mpp"), data.get("format"), offset)
 
 
 def decide(

@@ -114,3 +114,4 @@ def test_evaluate_cli_on_held_out_cell_canvases(tmp_path) -> None:
     assert figures["data"]["images"] == [c.name for c in validation_canvases(val, 2, size=128)]
     assert figures["main"]["objects"] >= 2 and 0.0 <= figures["main"]["aji"] <= 1.0
     assert main([*args[:-2], "--names", "", "--out", str(out)]) != 0  # held-out cells are required
+    assert main([*args, "--image-offset=0.5,0"]) != 0  # canvases are built, not misregistered

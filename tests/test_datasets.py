@@ -389,3 +389,34 @@ def test_unreadable_image(tmp_path: Path) -> None:
     img.write_bytes(b"not a png")
     with pytest.raises(DatasetError, match="cannot read image " + _esc(img)):
         read_dataset(tmp_path, "folder")
+
+
+def test_shift_images_moves_content_not_labels() -> None:
+    from nuclick_core.datasets import shift_images
+    from nuclick_core.trainset import LabelledImage
+
+    image = np.zeros((40, 40, 3), np.uint8)
+    image[10:20, 12:22] = 200
+    labels = np.zeros((40, 40), np.int32)
+    labels[10:20, 12:22] = 1
+    (moved,) = shift_images([LabelledImage("a", image, labels)], -2.0, 1.0)
+    assert moved.labels is labels
+    assert moved.image.dtype == np.uint8
+    rows, cols = np.nonzero(moved.image[..., 0] > 100)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (11, 20, 10, 19)
+    # half a pixel: the bright square's centre of mass moves by half a pixel
+    (half,) = shift_images([LabelledImage("a", image, labels)], -0.5, -0.5)
+    w = half.image[..., 0].astype(float)
+    r, c = np.indices(w.shape)
+    assert (r * w).sum() / w.sum() == pytest.approx(14.5 - 0.5, abs=0.02)
+    assert (c * w).sum() / w.sum() == pytest.approx(16.5 - 0.5, abs=0.02)
+    assert shift_images([LabelledImage("a", image, labels)], 0, 0)[0].image is image
+
+
+def test_shift_images_refuses_offsets_that_are_not_pixels() -> None:
+    from nuclick_core.datasets import shift_images
+    from nuclick_core.trainset import LabelledImage
+
+    item = LabelledImage("a", np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.int32))
+    with pytest.raises(DatasetError, match="over 4 px"):
+        shift_images([item], 12.5, 0)

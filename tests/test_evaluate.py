@@ -138,3 +138,27 @@ class _DarkPredictor:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return (batch[:, :3].mean(1) < 0.5).astype(np.float32)
+
+
+def test_evaluate_cli_records_the_image_offset(tmp_path, capsys) -> None:
+    pytest.importorskip("torch")
+    from nuclick_core.cli import main
+    from nuclick_core.synth import scene_to_png
+    from tests.conftest import export_tiny_model
+
+    (tmp_path / "data" / "images").mkdir(parents=True)
+    (tmp_path / "data" / "labels").mkdir()
+    scene = nuclei_scene(size=(96, 96), n_nuclei=6, seed=4)
+    scene_to_png(scene, tmp_path / "data/images/a.png", tmp_path / "data/labels/a.png")
+    model = export_tiny_model(tmp_path / "models" / "tiny")
+    out = tmp_path / "eval.json"
+    args = ["evaluate", "--model", str(model), "--data", str(tmp_path / "data"), "--mpp", "0.5"]
+    args += ["--no-experiments", "--no-baselines", "--threads", "1", "--out", str(out)]
+    assert main([*args, "--image-offset=-0.5,-0.25"]) == 0
+    assert json.loads(out.read_text())["data"]["image_offset"] == [-0.5, -0.25]
+    with pytest.raises(SystemExit):
+        main([*args, "--image-offset", "half"])
+    assert (
+        "--image-offset takes DX,DY in pixels, e.g. -0.5,-0.5; got 'half'"
+        in capsys.readouterr().err
+    )

@@ -44,6 +44,24 @@ def test_loss_weights_follow_equation_1() -> None:
     assert extra_g > 2 * extra_bg
 
 
+@pytest.mark.parametrize(("alpha_max", "alpha"), [(None, 3.0), (2.0, 2.0), (1.0, 1.0), (0.5, 1.0)])
+def test_loss_alpha_cap(alpha_max: float | None, alpha: float) -> None:
+    """alpha = |G~| / |G| = 3 here; a cap lowers it, never below 1. Checked against numpy."""
+    target = torch.zeros(1, 1, 4, 4)
+    target[0, 0, 0, :2] = 1  # |G| = 2
+    others = torch.zeros(1, 1, 4, 4)
+    others[0, 0, 2:, 1:] = 1  # |G~| = 6
+    logits = torch.linspace(-3, 3, 16).reshape(1, 1, 4, 4)
+    g, o, z = target.numpy()[0, 0], others.numpy()[0, 0], logits.numpy()[0, 0]
+    p = 1 / (1 + np.exp(-z))
+    w = alpha**2 * g + alpha * o + 1
+    bce = -(g * np.log(p) + (1 - g) * np.log(1 - p))
+    dice = 1 - (2 * (p * g).sum() + 1) / (p.sum() + g.sum() + 1)
+    expected = (w * bce).sum() / w.sum() + dice
+    got = float(nuclick_loss(logits, target, others, alpha_max=alpha_max))
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
 def test_onnx_export_parity(tmp_path) -> None:
     torch.manual_seed(0)
     net = NuClick(width=0.125)

@@ -49,8 +49,14 @@ def test_decide_margin(cand, cur, margin, promoted) -> None:
     assert ("beats" in d.reason) is promoted
 
 
-def test_different_evaluation_sets_are_not_compared() -> None:
-    other = {**SET, "images": ["c"]}
+@pytest.mark.parametrize(
+    "other",
+    [
+        {**SET, "images": ["c"]},
+        {**SET, "image_offset": [-0.5, -0.5]},  # the same images moved onto their labels
+    ],
+)
+def test_different_evaluation_sets_are_not_compared(other) -> None:
     d = decide(
         {"main": {"aji": 0.99}, "data": SET},
         {"main": {"aji": 0.1}, "data": other},
@@ -59,6 +65,17 @@ def test_different_evaluation_sets_are_not_compared() -> None:
         current="old",
     )
     assert not d.promoted and "different sets" in d.reason
+
+
+def test_an_explicit_zero_offset_is_the_same_set() -> None:
+    d = decide(
+        {"main": {"aji": 0.9}, "data": {**SET, "image_offset": [0.0, 0.0]}},
+        {"main": {"aji": 0.1}, "data": SET},  # written before offsets were recorded
+        object_type="nucleus",
+        candidate="new",
+        current="old",
+    )
+    assert d.promoted
 
 
 def test_registry_changes_only_on_promotion_and_rolls_back(tmp_path, tiny_model) -> None:

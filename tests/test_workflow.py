@@ -247,3 +247,34 @@ def test_retrain_target_plans_train_export_evaluate_promote():
         assert counts[rule] == 1, output_of(run)
     assert counts["evaluate"] >= 1
     assert "models/nucleus-2026-12-01/model.onnx" in run.stdout
+
+
+def test_retrain_passes_the_recipe_offset_and_loss_cap(tmp_path: Path):
+    """The nucleus recipe's image offset reaches train and evaluate; alpha_max only when set."""
+    overrides = tmp_path / "recipe.yaml"
+    overrides.write_text("train:\n  nucleus:\n    image_offset: [-0.25, -0.5]\n    alpha_max: 2\n")
+    run = snakemake(
+        "retrain",
+        "--dry-run",
+        "--nolock",
+        "--printshellcmds",
+        "--cores",
+        "2",
+        "--configfile",
+        REPO / "config" / "config.yaml",
+        overrides,
+        "--config",
+        "retrain_tag=2026-12-01",
+        "retrain_objects=[nucleus,cell]",
+    )
+    assert run.returncode == 0, output_of(run)
+    commands = re.findall(
+        r"^Shell command: (nuclick (?:train|evaluate) .*)$", run.stdout, re.MULTILINE
+    )
+    nucleus = [c for c in commands if "--object nucleus" in c]
+    cell = [c for c in commands if "--object cell" in c]
+    assert nucleus and cell, output_of(run)
+    for command in nucleus:
+        assert "--image-offset=-0.25,-0.5" in command, command
+    assert any("--alpha-max 2" in c for c in nucleus if c.startswith("nuclick train"))
+    assert not any("--alpha-max" in c or "--image-offset" in c for c in cell), cell

@@ -223,5 +223,17 @@ def train_config(wildcards):
     return config["train"][wildcards.object]
 
 
+def image_offset(wildcards):
+    """The recipe's image offset as `--image-offset=DX,DY` (the `=` keeps a negative DX from
+    reading as an option); nothing when there is none."""
+    dx, dy = train_config(wildcards)["image_offset"]
+    return f"--image-offset={dx},{dy}" if (dx, dy) != (0, 0) else ""
+
+
+def alpha_max(wildcards):
+    cap = train_config(wildcards).get("alpha_max")
+    return "" if cap is None else f"--alpha-max {cap}"
+
+
 def checkpoint_dir(wildcards):
     return f"{config['train_checkpoints']}/{wildcards.object}-{wildcards.tag}"

@@ -20,6 +20,8 @@ rule train:
         out=checkpoint_dir,
         val=lambda wildcards: ",".join(train_config(wildcards)["val_names"]),
         device=config["train_device"],
+        offset=image_offset,
+        alpha=alpha_max,
     shell:
         "nuclick train --object {wildcards.object} --data {params.cfg[data]:q}"
         " --format {params.cfg[format]} --val-names {params.val:q}"
@@ -28,6 +30,7 @@ rule train:
         " --batch-size {params.cfg[batch_size]} --seed {params.cfg[seed]}"
         " --click-inner {params.cfg[click_inner]} --downscale {params.cfg[downscale]}"
         " --canvases {params.cfg[canvases]} --val-objects {params.cfg[val_objects]}"
+        " {params.offset} {params.alpha}"
         " --threads {threads} --device {params.device} --out {params.out:q} > {log:q} 2>&1"
 
 
@@ -67,10 +70,11 @@ rule evaluate:
     params:
         cfg=train_config,
         names=lambda wildcards: ",".join(train_config(wildcards)["val_names"]),
+        offset=image_offset,
     shell:
         "nuclick evaluate --model models/{wildcards.model} --object {wildcards.object}"
         " --data {params.cfg[data]:q} --format {params.cfg[format]} --names {params.names:q}"
-        " --mpp {params.cfg[mpp]} --threads {threads}"
+        " --mpp {params.cfg[mpp]} {params.offset} --threads {threads}"
         " --out {output.figures:q} --report {output.report:q} > {log:q} 2>&1"
 
 
