@@ -3,6 +3,7 @@ validation images the model card reports); prints JSON, best first.
 
 usage: python bench/tune_inference.py --model DIR --data DIR --names A,B,C --mpp 0.25
        [--thresholds 0.4,0.5,0.6] [--tta 1,4] [--threads 0] [--format folder|cells]
+       [--image-offset=DX,DY]
 
 The object type comes from the model card: glands are marked by ground-truth squiggles and
 ranked by object Dice, nuclei and cells by clicks and AJI. With ``--format cells`` the names are
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 
 from nuclick_core.cellcanvas import build_canvases, read_cells
-from nuclick_core.datasets import read_dataset
+from nuclick_core.datasets import read_dataset, shift_images
 from nuclick_core.engine import ModelGeometry
 from nuclick_core.evaluate import evaluate_image, mean_figures, model_segmenter
 from nuclick_core.runtime import OnnxPredictor, load_card, resolve_model
@@ -35,6 +36,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--format", default="folder", choices=["folder", "cells"])
     ap.add_argument("--canvases", type=int, default=20, help="canvases to build (cells)")
+    ap.add_argument(
+        "--image-offset", default="0,0", help="DX,DY as in nuclick train (write it with '=')"
+    )
     args = ap.parse_args()
     card = load_card(resolve_model(args.model, "nucleus"))  # --model is required: a name or folder
     names = args.names.split(",")
@@ -42,7 +46,8 @@ def main() -> None:
         cells = [c for c in read_cells(Path(args.data)) if c.name in names]
         items = build_canvases(cells, args.canvases, seed=20_000, size=2 * card.patch_size)
     else:
-        items = read_dataset(Path(args.data), "folder", names)
+        dx, dy = (float(v) for v in args.image_offset.split(","))
+        items = shift_images(read_dataset(Path(args.data), "folder", names), dx, dy)
     obj = card.object_type
     keys = ("object_dice", "f1", "aji", "dice") if obj == "gland" else ("aji", "dice", "pq", "sq")
     rows = []
@@ -69,7 +74,12 @@ def main() -> None:
     rows.sort(key=lambda r: -r[keys[0]])
     print(
         json.dumps(
-            {"model": card.name, "images": [i.name for i in items], "runs": rows},
+            {
+                "model": card.name,
+                "images": [i.name for i in items],
+                "image_offset": args.image_offset,
+                "runs": rows,
+            },
             indent=1,
         )
     )

@@ -80,6 +80,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
             "val_images": val_names,
             "command": " ".join(sys.argv),
             "click_inner": args.click_inner,
+            "near_miss": args.near_miss,
+            "near_miss_px": args.near_miss_px,
             "init": args.init,
             "downscale": args.downscale,
             "image_offset": list(args.image_offset),
@@ -94,7 +96,11 @@ def _cmd_train(args: argparse.Namespace) -> None:
         val_sampler = GlandPatchSampler(val_items, patch_size=cfg.patch_size, augment=False)
     else:
         sampler = ClickPatchSampler(
-            train_items, patch_size=cfg.patch_size, click_inner=args.click_inner
+            train_items,
+            patch_size=cfg.patch_size,
+            click_inner=args.click_inner,
+            near_miss=args.near_miss,
+            near_miss_px=args.near_miss_px,
         )
         val_sampler = ClickPatchSampler(val_items, patch_size=cfg.patch_size, augment=False)
     pick = np.random.default_rng(12345).permutation(len(val_sampler))[: cfg.val_objects]
@@ -332,6 +338,16 @@ def add_training_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         default=0.3,
         help="training clicks keep this fraction of the object's inscribed radius "
         "from its edge (0: anywhere inside)",
+    )
+    p.add_argument(
+        "--near-miss",
+        type=float,
+        default=0.0,
+        help="fraction of training clicks that land just outside their object (on background "
+        "nearer to it than to any other), teaching the network to forgive imprecise clicks",
+    )
+    p.add_argument(
+        "--near-miss-px", type=float, default=5.0, help="how far outside a near miss may land"
     )
     p.set_defaults(func=_cmd_train)
 

@@ -64,6 +64,28 @@ def crop(array: np.ndarray, row0: int, col0: int, size: int, fill: float) -> np.
     return out
 
 
+def near_miss_click(
+    labels: np.ndarray, ref: ObjectRef, reach: float, rng: np.random.Generator
+) -> np.ndarray | None:
+    """A background pixel (x, y) within ``reach`` pixels of object ``ref`` and nearer to it than
+    to any other object, drawn uniformly; None when there is none (the object fills its
+    surroundings)."""
+    pad = 2 * int(np.ceil(reach)) + 1  # candidates lie within reach; their rivals within 2 x
+    h, w = labels.shape
+    r0, c0 = max(ref.bbox[0] - pad, 0), max(ref.bbox[1] - pad, 0)
+    r1, c1 = min(ref.bbox[2] + pad, h), min(ref.bbox[3] + pad, w)
+    window = labels[r0:r1, c0:c1]
+    to_target = ndi.distance_transform_edt(window != ref.label)
+    others = (window > 0) & (window != ref.label)
+    to_others = ndi.distance_transform_edt(~others) if others.any() else np.inf
+    ok = (window == 0) & (to_target <= reach) & (to_target < to_others)
+    rows, cols = np.nonzero(ok)
+    if len(rows) == 0:
+        return None
+    k = rng.integers(len(rows))
+    return np.array([cols[k] + c0, rows[k] + r0], np.float64)
+
+
 class ClickPatchSampler:
     """Draws training patches for click-guided segmentation.
 
@@ -77,6 +99,10 @@ class ClickPatchSampler:
     click_inner : clicks keep at least this fraction of the object's largest inscribed
         distance from its boundary (0: anywhere inside; lower values teach robustness to
         imprecise clicks).
+    near_miss : probability that a click misses its object: it lands on background within
+        ``near_miss_px`` of the object, nearer to it than to any other object (a hurried click
+        beside a small nucleus), and the target is still the object.
+    near_miss_px : how far outside its object a near-miss click may land.
     """
 
     def __init__(
@@ -88,9 +114,13 @@ class ClickPatchSampler:
         drop_prob: float = 0.1,
         augment: bool = True,
         click_inner: float = 0.3,
+        near_miss: float = 0.0,
+        near_miss_px: float = 5.0,
     ) -> None:
         self.images = images
         self.click_inner = click_inner
+        self.near_miss = near_miss
+        self.near_miss_px = near_miss_px
         self.objects = index_objects(images)
         if not self.objects:
             raise ValueError("no labelled objects in the training images")
@@ -123,6 +153,8 @@ class ClickPatchSampler:
         ref = self.objects[index]
         item = self.images[ref.image_index]
         r0, c0, r1, c1 = ref.bbox
+        if click_xy is None and self.near_miss > 0 and rng.random() < self.near_miss:
+            click_xy = near_miss_click(item.labels, ref, self.near_miss_px, rng)
         if click_xy is None:
             local = sample_click(
                 item.labels[r0:r1, c0:c1] == ref.label, rng, inner=self.click_inner

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 torch = pytest.importorskip("torch")
 
@@ -14,7 +15,12 @@ from nuclick_core.runtime import load_card  # noqa: E402
 from nuclick_core.signals import gland_skeleton_signal, sample_click  # noqa: E402
 from nuclick_core.synth import nuclei_scene  # noqa: E402
 from nuclick_core.train import TrainConfig, train  # noqa: E402
-from nuclick_core.trainset import ClickPatchSampler, LabelledImage  # noqa: E402
+from nuclick_core.trainset import (  # noqa: E402
+    ClickPatchSampler,
+    LabelledImage,
+    index_objects,
+    near_miss_click,
+)
 
 
 def _items(n: int = 2) -> list[LabelledImage]:
@@ -58,6 +64,12 @@ def test_sampler_patches_are_consistent() -> None:
         r, c = np.argwhere(x[k, 3] > 0)[0]
         assert y[k, 0, r, c] == 1  # ... inside the target
         assert not (y[k] * others[k]).any()
+    # near misses: every click on background, and the target is still the object
+    misses = ClickPatchSampler(_items(1), patch_size=64, near_miss=1.0, augment=False)
+    x, y, _ = misses.batch(np.arange(6), rng)
+    for k in range(6):
+        r, c = np.argwhere(x[k, 3] > 0)[0]
+        assert y[k, 0, r, c] == 0 and y[k, 0].sum() > 0
     # validation patches: click at the centroid, no augmentation, deterministic
     a = sampler.fixed_batch(np.arange(3))
     b = sampler.fixed_batch(np.arange(3))
@@ -106,3 +118,27 @@ def test_a_few_steps_resume_and_export(tmp_path) -> None:
     assert card["parity_max_abs_diff"] <= 1e-4
     loaded = load_card(tmp_path / "m")
     assert loaded.patch_size == 64 and loaded.object_type == "nucleus"
+
+
+def test_near_miss_lands_beside_its_object_not_a_neighbour() -> None:
+    labels = np.zeros((40, 60), np.int32)
+    labels[10:20, 10:20] = 1
+    labels[10:20, 24:34] = 2  # 4 px gap: the first 2 px are nearer to object 1
+    labels[30:40, 50:60] = 3
+    ref = next(
+        r
+        for r in index_objects([LabelledImage("a", np.zeros((40, 60, 3), np.uint8), labels)])
+        if r.label == 1
+    )
+    target = labels == 1
+    dist = ndi.distance_transform_edt(~target)
+    seen = set()
+    for seed in range(300):
+        x, y = near_miss_click(labels, ref, 3.0, np.random.default_rng(seed)).astype(int)
+        assert labels[y, x] == 0 and 0 < dist[y, x] <= 3.0
+        assert x < 22 or not (10 <= y < 20)  # never in the half of the gap nearer object 2
+        seen.add((x, y))
+    assert len(seen) > 50  # drawn around the whole object, not one spot
+    full = np.ones((10, 10), np.int32)  # no background anywhere: no near miss
+    ref_full = index_objects([LabelledImage("f", np.zeros((10, 10, 3), np.uint8), full)])[0]
+    assert near_miss_click(full, ref_full, 3.0, np.random.default_rng(0)) is None
