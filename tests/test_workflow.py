@@ -250,9 +250,12 @@ def test_retrain_target_plans_train_export_evaluate_promote():
 
 
 def test_retrain_passes_the_recipe_offset_and_loss_cap(tmp_path: Path):
-    """The nucleus recipe's image offset reaches train and evaluate; alpha_max only when set."""
+    """The nucleus recipe's keys reach train, export and evaluate; alpha_max only when set."""
     overrides = tmp_path / "recipe.yaml"
-    overrides.write_text("train:\n  nucleus:\n    image_offset: [-0.25, -0.5]\n    alpha_max: 2\n")
+    overrides.write_text(
+        "train:\n  nucleus:\n    image_offset: [-0.25, -0.5]\n    alpha_max: 2\n"
+        "    near_miss: 0.25\n    click_tolerance: 5\n"
+    )
     run = snakemake(
         "retrain",
         "--dry-run",
@@ -269,12 +272,15 @@ def test_retrain_passes_the_recipe_offset_and_loss_cap(tmp_path: Path):
     )
     assert run.returncode == 0, output_of(run)
     commands = re.findall(
-        r"^Shell command: (nuclick (?:train|evaluate) .*)$", run.stdout, re.MULTILINE
+        r"^Shell command: (nuclick (?:train|evaluate|export) .*)$", run.stdout, re.MULTILINE
     )
-    nucleus = [c for c in commands if "--object nucleus" in c]
+    nucleus = [c for c in commands if "--object nucleus" in c and "export" not in c]
     cell = [c for c in commands if "--object cell" in c]
     assert nucleus and cell, output_of(run)
     for command in nucleus:
         assert "--image-offset=-0.25,-0.5" in command, command
-    assert any("--alpha-max 2" in c for c in nucleus if c.startswith("nuclick train"))
+    (train,) = [c for c in nucleus if c.startswith("nuclick train")]
+    assert "--alpha-max 2" in train and "--near-miss 0.25 " in train, train
+    (export,) = [c for c in commands if c.startswith("nuclick export") and "nucleus-" in c]
+    assert "--click-tolerance 5 " in export, export
     assert not any("--alpha-max" in c or "--image-offset" in c for c in cell), cell

@@ -29,6 +29,7 @@ rule train:
         " --epochs {params.cfg[epochs]} --steps-per-epoch {params.cfg[steps_per_epoch]}"
         " --batch-size {params.cfg[batch_size]} --seed {params.cfg[seed]}"
         " --click-inner {params.cfg[click_inner]} --downscale {params.cfg[downscale]}"
+        " --near-miss {params.cfg[near_miss]} --near-miss-px {params.cfg[near_miss_px]}"
         " --canvases {params.cfg[canvases]} --val-objects {params.cfg[val_objects]}"
         " {params.offset} {params.alpha}"
         " --threads {threads} --device {params.device} --out {params.out:q} > {log:q} 2>&1"
@@ -52,7 +53,7 @@ rule export_candidate:
     shell:
         "nuclick export --checkpoint {input:q} --out {params.out:q} --mpp {params.mpp}"
         " --threshold {params.cfg[threshold]} --min-size {params.cfg[min_size]}"
-        " --min-hole {params.cfg[min_hole]}"
+        " --min-hole {params.cfg[min_hole]} --click-tolerance {params.cfg[click_tolerance]}"
         " --card-extra {params.cfg[card]:q} > {log:q} 2>&1"
 
 
