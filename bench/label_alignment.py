@@ -19,25 +19,21 @@ import json
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from nuclick_core.datasets import read_dataset
 from nuclick_core.engine import ModelGeometry
-from nuclick_core.evaluate import evaluate_image, model_segmenter
+from nuclick_core.evaluate import centroid_clicks, evaluate_image, model_segmenter
 from nuclick_core.runtime import OnnxPredictor, load_card, resolve_model
 
 
 def centroid_offsets(labels: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """(dx, dy) of each predicted object's centroid from its labelled object's, (K, 2); pred
     holds k + 1 for the k-th label id in increasing order (as ``evaluate_image`` returns)."""
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
-    true = np.array(ndi.center_of_mass(np.ones_like(labels), labels, ids)).reshape(-1, 2)
-    found = np.isin(np.arange(1, len(ids) + 1), np.unique(pred))
-    got = np.array(
-        ndi.center_of_mass(np.ones_like(pred), pred, np.arange(1, len(ids) + 1)[found])
-    ).reshape(-1, 2)
-    return (got - true[found])[:, ::-1]
+    ids, true_xy = centroid_clicks(labels)
+    k = np.arange(1, len(ids) + 1)
+    found = np.isin(k, np.unique(pred))
+    _, got_xy = centroid_clicks(np.where(np.isin(pred, k[found]), pred, 0))
+    return got_xy - true_xy[found]
 
 
 def main() -> None:

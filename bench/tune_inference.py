@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from nuclick_core.cellcanvas import build_canvases, read_cells
+from nuclick_core.cli_training import parse_offset
 from nuclick_core.datasets import read_dataset, shift_images
 from nuclick_core.engine import ModelGeometry
 from nuclick_core.evaluate import evaluate_image, mean_figures, model_segmenter
@@ -37,7 +38,10 @@ def main() -> None:
     ap.add_argument("--format", default="folder", choices=["folder", "cells"])
     ap.add_argument("--canvases", type=int, default=20, help="canvases to build (cells)")
     ap.add_argument(
-        "--image-offset", default="0,0", help="DX,DY as in nuclick train (write it with '=')"
+        "--image-offset",
+        type=parse_offset,
+        default=(0.0, 0.0),
+        help="DX,DY as in nuclick train (write it with '=')",
     )
     args = ap.parse_args()
     card = load_card(resolve_model(args.model, "nucleus"))  # --model is required: a name or folder
@@ -46,8 +50,7 @@ def main() -> None:
         cells = [c for c in read_cells(Path(args.data)) if c.name in names]
         items = build_canvases(cells, args.canvases, seed=20_000, size=2 * card.patch_size)
     else:
-        dx, dy = (float(v) for v in args.image_offset.split(","))
-        items = shift_images(read_dataset(Path(args.data), "folder", names), dx, dy)
+        items = shift_images(read_dataset(Path(args.data), "folder", names), *args.image_offset)
     obj = card.object_type
     keys = ("object_dice", "f1", "aji", "dice") if obj == "gland" else ("aji", "dice", "pq", "sq")
     rows = []
@@ -77,7 +80,7 @@ def main() -> None:
             {
                 "model": card.name,
                 "images": [i.name for i in items],
-                "image_offset": args.image_offset,
+                "image_offset": list(args.image_offset),
                 "runs": rows,
             },
             indent=1,

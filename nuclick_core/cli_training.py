@@ -268,7 +268,7 @@ def _cmd_promote(args: argparse.Namespace) -> None:
     log.info("%s: %s", "PROMOTED" if decision.promoted else "REJECTED", decision.reason)
 
 
-def _offset(text: str) -> tuple[float, float]:
+def parse_offset(text: str) -> tuple[float, float]:
     """``--image-offset DX,DY`` parsed; a clear error otherwise."""
     try:
         dx, dy = (float(v) for v in text.split(","))
@@ -282,7 +282,7 @@ def _offset(text: str) -> tuple[float, float]:
 def _add_image_offset(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--image-offset",
-        type=_offset,
+        type=parse_offset,
         default=(0.0, 0.0),
         metavar="DX,DY",
         help="move the images' content by DX,DY pixels onto their labels before use (MoNuSeg "
