@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from nuclick_core.model import NuClick
+from nuclick_core.widen import widen
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,27 @@ def evaluate_dice(
     return float(np.mean(scores))
 
 
+def _initial_weights(
+    net: NuClick, init: Path, cfg: TrainConfig, progress: Callable[[str], None]
+) -> NuClick:
+    """Load ``init``'s weights into ``net``; a checkpoint of half the width is widened first."""
+    state = torch.load(init, map_location="cpu", weights_only=False)
+    width = state.get("config", {}).get("width", cfg.width)
+    if width == cfg.width:
+        net.load_state_dict(state["model"])
+        progress(f"initialised from {init}")
+        return net
+    if 2 * width != cfg.width:
+        raise ValueError(
+            f"{init}: checkpoint width {width} cannot start a width-{cfg.width} network; "
+            f"use --width {width} or {2 * width} (a checkpoint can only be widened twofold)"
+        )
+    small = NuClick(width=width)
+    small.load_state_dict(state["model"])
+    progress(f"initialised from {init}, widened from width {width} to {cfg.width}")
+    return widen(small, seed=cfg.seed).to(cfg.device)
+
+
 def train(
     cfg: TrainConfig,
     draw_batch: Callable[[np.random.Generator, int], tuple[np.ndarray, ...]],
@@ -131,8 +153,7 @@ def train(
     torch.manual_seed(cfg.seed)
     net = NuClick(width=cfg.width).to(cfg.device)
     if init is not None:
-        net.load_state_dict(torch.load(init, map_location=cfg.device, weights_only=False)["model"])
-        progress(f"initialised from {init}")
+        net = _initial_weights(net, init, cfg, progress)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * cfg.steps_per_epoch)
     start_epoch, best, history = 0, -1.0, []

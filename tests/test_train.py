@@ -107,6 +107,16 @@ def test_a_few_steps_resume_and_export(tmp_path) -> None:
     lines.clear()
     tuned = train(cfg, draw, val, tmp_path / "tuned", init=best, progress=lines.append)
     assert lines[0].startswith("initialised from") and tuned.exists()
+    # a checkpoint of half the width starts a wider network (function-preserving widening) ...
+    lines.clear()
+    wide = TrainConfig(**{**cfg.__dict__, "width": 2 * cfg.width, "epochs": 1})
+    train(wide, draw, val, tmp_path / "wide", init=best, progress=lines.append)
+    assert "widened from width 0.0625 to 0.125" in lines[0]
+    assert torch.load(tmp_path / "wide" / "last.pt", weights_only=False)["config"]["width"] == 0.125
+    # ... and any other width is refused with the fix
+    four = TrainConfig(**{**cfg.__dict__, "width": 4 * cfg.width})
+    with pytest.raises(ValueError, match=r"checkpoint width 0\.0625 cannot start a width-0\.25"):
+        train(four, draw, val, tmp_path / "four", init=best, progress=lines.append)
 
     card = export_model(
         best,
