@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nuclick_core.errors import ModelError
 from nuclick_core.model import NuClick
 from nuclick_core.widen import widen
 
@@ -116,7 +117,7 @@ def _initial_weights(
         progress(f"initialised from {init}")
         return net
     if 2 * width != cfg.width:
-        raise ValueError(
+        raise ModelError(
             f"{init}: checkpoint width {width} cannot start a width-{cfg.width} network; "
             f"use --width {width} or {2 * width} (a checkpoint can only be widened twofold)"
         )

@@ -10,6 +10,7 @@ from scipy import ndimage as ndi
 
 torch = pytest.importorskip("torch")
 
+from nuclick_core.errors import ModelError  # noqa: E402
 from nuclick_core.export import export_model  # noqa: E402
 from nuclick_core.runtime import load_card  # noqa: E402
 from nuclick_core.signals import gland_skeleton_signal, sample_click  # noqa: E402
@@ -115,7 +116,7 @@ def test_a_few_steps_resume_and_export(tmp_path) -> None:
     assert torch.load(tmp_path / "wide" / "last.pt", weights_only=False)["config"]["width"] == 0.125
     # ... and any other width is refused with the fix
     four = TrainConfig(**{**cfg.__dict__, "width": 4 * cfg.width})
-    with pytest.raises(ValueError, match=r"checkpoint width 0\.0625 cannot start a width-0\.25"):
+    with pytest.raises(ModelError, match=r"checkpoint width 0\.0625 cannot start a width-0\.25"):
         train(four, draw, val, tmp_path / "four", init=best, progress=lines.append)
 
     card = export_model(
