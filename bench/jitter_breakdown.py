@@ -26,6 +26,14 @@ from nuclick_core.runtime import OnnxPredictor, load_card, resolve_model
 from nuclick_core.tables import label_mask
 
 LANDINGS = ("own", "background", "other")
+#: Each variant puts the clicks of these landings (indices into LANDINGS) back on the centroids.
+PUT_BACK = {
+    "centroid": (0, 1, 2),
+    "jitter": (),
+    "jitter, background put back": (1,),
+    "jitter, other put back": (2,),
+    "jitter, all off-object put back": (1, 2),
+}
 
 
 def main() -> None:
@@ -46,9 +54,7 @@ def main() -> None:
     names = args.names.split(",")
     items = shift_images(read_dataset(Path(args.data), "folder", names), *args.image_offset)
 
-    variants = ["centroid", "jitter"] + [f"jitter, {c} put back" for c in LANDINGS[1:]]
-    variants.append("jitter, all off-object put back")
-    aji: dict[str, list[float]] = {v: [] for v in variants}
+    aji: dict[str, list[float]] = {v: [] for v in PUT_BACK}
     landed = np.zeros(3)
     for item in items:
         ids, centre = centroid_clicks(item.labels)
@@ -61,16 +67,9 @@ def main() -> None:
         hit = item.labels[rows, cols]
         where = np.where(hit == ids, 0, np.where(hit == 0, 1, 2))
         landed += np.bincount(where, minlength=3)
-        back = {
-            "centroid": np.ones(len(ids), bool),
-            "jitter": np.zeros(len(ids), bool),
-            "jitter, background put back": where == 1,
-            "jitter, other put back": where == 2,
-            "jitter, all off-object put back": where != 0,
-        }
         slide = memory_slide(item, args.mpp)
-        for v in variants:
-            xy = np.where(back[v][:, None], centre, moved)
+        for v, landings in PUT_BACK.items():
+            xy = np.where(np.isin(where, landings)[:, None], centre, moved)
             clicks = click_table_from_points(xy, object="nucleus", source="jitter breakdown")
             table = segment_clicks(slide, clicks, predictor, geom)
             pred = label_mask(table, w, h).astype(np.int32)

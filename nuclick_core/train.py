@@ -106,25 +106,25 @@ def evaluate_dice(
     return float(np.mean(scores))
 
 
-def _initial_weights(
-    net: NuClick, init: Path, cfg: TrainConfig, progress: Callable[[str], None]
-) -> NuClick:
-    """Load ``init``'s weights into ``net``; a checkpoint of half the width is widened first."""
+def _initial_net(cfg: TrainConfig, init: Path | None, progress: Callable[[str], None]) -> NuClick:
+    """A fresh network, or ``init``'s weights; a checkpoint of half the width is widened."""
+    if init is None:
+        return NuClick(width=cfg.width).to(cfg.device)
     state = torch.load(init, map_location="cpu", weights_only=False)
     width = state.get("config", {}).get("width", cfg.width)
-    if width == cfg.width:
-        net.load_state_dict(state["model"])
-        progress(f"initialised from {init}")
-        return net
-    if 2 * width != cfg.width:
+    if width not in (cfg.width, cfg.width / 2):
         raise ModelError(
             f"{init}: checkpoint width {width} cannot start a width-{cfg.width} network; "
             f"use --width {width} or {2 * width} (a checkpoint can only be widened twofold)"
         )
-    small = NuClick(width=width)
-    small.load_state_dict(state["model"])
-    progress(f"initialised from {init}, widened from width {width} to {cfg.width}")
-    return widen(small, seed=cfg.seed).to(cfg.device)
+    net = NuClick(width=width)
+    net.load_state_dict(state["model"])
+    if width == cfg.width:
+        progress(f"initialised from {init}")
+    else:
+        net = widen(net, seed=cfg.seed)
+        progress(f"initialised from {init}, widened from width {width} to {cfg.width}")
+    return net.to(cfg.device)
 
 
 def train(
@@ -152,9 +152,7 @@ def train(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    net = NuClick(width=cfg.width).to(cfg.device)
-    if init is not None:
-        net = _initial_weights(net, init, cfg, progress)
+    net = _initial_net(cfg, init, progress)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * cfg.steps_per_epoch)
     start_epoch, best, history = 0, -1.0, []
