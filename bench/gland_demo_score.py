@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
 
-from nuclick_core.evaluate import score_labels
-from nuclick_core.tables import label_mask
+from nuclick_core.evaluation.evaluate import score_labels
+from nuclick_core.io.instances import label_mask
 
 
 def main() -> None:

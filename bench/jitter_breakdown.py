@@ -17,13 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
-from nuclick_core.annotations import click_table_from_points
-from nuclick_core.cli_training import parse_offset
-from nuclick_core.datasets import read_dataset, shift_images
-from nuclick_core.engine import ModelGeometry, segment_clicks
-from nuclick_core.evaluate import centroid_clicks, ground_truth_marks, memory_slide, score_labels
-from nuclick_core.runtime import OnnxPredictor, load_card, resolve_model
-from nuclick_core.tables import label_mask
+from nuclick_core.cli.training import parse_offset
+from nuclick_core.data.datasets import read_dataset, shift_images
+from nuclick_core.evaluation.evaluate import (
+    centroid_clicks,
+    ground_truth_marks,
+    memory_slide,
+    score_labels,
+)
+from nuclick_core.inference.engine import ModelGeometry, segment_clicks
+from nuclick_core.inference.runtime import OnnxPredictor, load_card, resolve_model
+from nuclick_core.io.annotations import click_table_from_points
+from nuclick_core.io.instances import label_mask
 
 LANDINGS = ("own", "background", "other")
 #: Each variant puts the clicks of these landings (indices into LANDINGS) back on the centroids.

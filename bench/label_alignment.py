@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nuclick_core.datasets import read_dataset
-from nuclick_core.engine import ModelGeometry
-from nuclick_core.evaluate import centroid_clicks, evaluate_image, model_segmenter
-from nuclick_core.runtime import OnnxPredictor, load_card, resolve_model
+from nuclick_core.data.datasets import read_dataset
+from nuclick_core.evaluation.evaluate import centroid_clicks, evaluate_image, model_segmenter
+from nuclick_core.inference.engine import ModelGeometry
+from nuclick_core.inference.runtime import OnnxPredictor, load_card, resolve_model
 
 
 def centroid_offsets(labels: np.ndarray, pred: np.ndarray) -> np.ndarray:

@@ -18,12 +18,12 @@ import time
 
 import numpy as np
 
-from nuclick_core.annotations import click_table_from_points
-from nuclick_core.engine import ModelGeometry, RunOptions, segment_clicks
-from nuclick_core.evaluate import centroid_clicks, memory_slide
-from nuclick_core.runtime import OnnxPredictor, allotted_cpus, load_card, resolve_model
-from nuclick_core.synth import nuclei_scene
-from nuclick_core.trainset import LabelledImage
+from nuclick_core.data.synth import nuclei_scene
+from nuclick_core.evaluation.evaluate import centroid_clicks, memory_slide
+from nuclick_core.inference.engine import ModelGeometry, RunOptions, segment_clicks
+from nuclick_core.inference.runtime import OnnxPredictor, allotted_cpus, load_card, resolve_model
+from nuclick_core.io.annotations import click_table_from_points
+from nuclick_core.training.click_patches import LabelledImage
 
 
 def mosaic(tiles: int, size: int = 512) -> LabelledImage:

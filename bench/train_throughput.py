@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from nuclick_core.model import NuClick
+from nuclick_core.training.network import NuClick
 
 
 def main() -> None:

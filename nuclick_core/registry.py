@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from nuclick_core.errors import ModelError
-from nuclick_core.runtime import load_card, read_registry, registry_path
+from nuclick_core.inference.runtime import load_card, read_registry, registry_path
 
 
 @dataclass(frozen=True)

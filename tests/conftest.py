@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from skimage.draw import disk
 
-from nuclick_core.annotations import click_table_from_points
+from nuclick_core.io.annotations import click_table_from_points
 
 
 class DarknessPredictor:
@@ -63,9 +63,9 @@ def export_tiny_model(
     """Export a width-0.0625 NuClick with random weights (64 px patches) and its card."""
     import torch
 
-    from nuclick_core.export import export_onnx
-    from nuclick_core.model import NuClick
-    from nuclick_core.runtime import sha256_of
+    from nuclick_core.inference.runtime import sha256_of
+    from nuclick_core.training.export import export_onnx
+    from nuclick_core.training.network import NuClick
 
     model_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)

@@ -7,10 +7,10 @@ import shutil
 
 import pytest
 
-from nuclick_core.cli import main
+from nuclick_core.cli.main import main
 from nuclick_core.errors import ModelError
+from nuclick_core.inference.runtime import load_card, read_registry
 from nuclick_core.registry import decide, promote, rollback
-from nuclick_core.runtime import load_card, read_registry
 
 SET = {"images": ["a", "b"], "mpp": 0.25, "format": "folder"}
 

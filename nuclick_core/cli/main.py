@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import shapely
 
-from nuclick_core.cli_training import add_training_commands
+from nuclick_core.cli.training import add_training_commands
 from nuclick_core.errors import NuclickError
 
 log = logging.getLogger("nuclick")
@@ -27,11 +27,11 @@ def _cmd_segment(args: argparse.Namespace) -> None:
     import time
 
     from nuclick_core import __version__
-    from nuclick_core.annotations import read_annotations, validate_clicks
-    from nuclick_core.engine import ModelGeometry, RunOptions, segment_clicks
-    from nuclick_core.runtime import OnnxPredictor, load_card, resolve_model
-    from nuclick_core.slides import open_slide
-    from nuclick_core.tables import write_instances, write_qupath_geojson
+    from nuclick_core.inference.engine import ModelGeometry, RunOptions, segment_clicks
+    from nuclick_core.inference.runtime import OnnxPredictor, load_card, resolve_model
+    from nuclick_core.io.annotations import read_annotations, validate_clicks
+    from nuclick_core.io.instances import write_instances, write_qupath_geojson
+    from nuclick_core.io.slides import open_slide
 
     t0 = time.perf_counter()
     card = load_card(resolve_model(args.model, args.object))
@@ -109,14 +109,14 @@ def _cmd_segment(args: argparse.Namespace) -> None:
 
 
 def _cmd_export_geojson(args: argparse.Namespace) -> None:
-    from nuclick_core.tables import read_instances, write_qupath_geojson
+    from nuclick_core.io.instances import read_instances, write_qupath_geojson
 
     n = write_qupath_geojson(read_instances(Path(args.instances)), Path(args.out))
     log.info("wrote %d detections to %s", n, args.out)
 
 
 def _cmd_fetch_demo(args: argparse.Namespace) -> None:
-    from nuclick_core.demo import fetch_demo
+    from nuclick_core.data.demo import fetch_demo
 
     for path in fetch_demo(Path(args.dest)):
         log.info("demo image ready: %s", path)
@@ -125,9 +125,9 @@ def _cmd_fetch_demo(args: argparse.Namespace) -> None:
 def _cmd_detect_seeds(args: argparse.Namespace) -> None:
     import json
 
-    from nuclick_core.seeds import detect_nucleus_seeds
-    from nuclick_core.slides import open_slide, read_grid_region
-    from nuclick_core.tables import atomic_path
+    from nuclick_core.data.seeds import detect_nucleus_seeds
+    from nuclick_core.io.instances import atomic_path
+    from nuclick_core.io.slides import open_slide, read_grid_region
 
     slide = open_slide(args.slide, mpp=args.mpp, fallback_mpp=0.25)
     try:
@@ -154,12 +154,12 @@ def _cmd_detect_seeds(args: argparse.Namespace) -> None:
 def _cmd_stability(args: argparse.Namespace) -> None:
     import json
 
-    from nuclick_core.annotations import read_annotations, validate_clicks
-    from nuclick_core.engine import ModelGeometry
-    from nuclick_core.evaluate import model_segmenter, stability
-    from nuclick_core.runtime import OnnxPredictor, load_card, resolve_model
-    from nuclick_core.slides import open_slide
-    from nuclick_core.tables import atomic_path
+    from nuclick_core.evaluation.evaluate import model_segmenter, stability
+    from nuclick_core.inference.engine import ModelGeometry
+    from nuclick_core.inference.runtime import OnnxPredictor, load_card, resolve_model
+    from nuclick_core.io.annotations import read_annotations, validate_clicks
+    from nuclick_core.io.instances import atomic_path
+    from nuclick_core.io.slides import open_slide
 
     card = load_card(resolve_model(args.model, args.object))
     slide = open_slide(args.slide, mpp=args.mpp, fallback_mpp=card.mpp)
@@ -190,8 +190,8 @@ def _cmd_stability(args: argparse.Namespace) -> None:
 def _cmd_run_report(args: argparse.Namespace) -> None:
     import json
 
-    from nuclick_core.report import write_run_report
-    from nuclick_core.tables import read_instances, read_provenance
+    from nuclick_core.evaluation.report import write_run_report
+    from nuclick_core.io.instances import read_instances, read_provenance
 
     write_run_report(
         Path(args.out),
@@ -207,10 +207,10 @@ def _cmd_overlay(args: argparse.Namespace) -> None:
     import geopandas as gpd
     from PIL import Image
 
-    from nuclick_core.annotations import read_annotations
-    from nuclick_core.report import instance_overlay
-    from nuclick_core.slides import open_slide, read_grid_region
-    from nuclick_core.tables import atomic_path, read_instances
+    from nuclick_core.evaluation.report import instance_overlay
+    from nuclick_core.io.annotations import read_annotations
+    from nuclick_core.io.instances import atomic_path, read_instances
+    from nuclick_core.io.slides import open_slide, read_grid_region
 
     instances = read_instances(Path(args.instances)).sort_values("click_id")
     clicks = read_annotations(Path(args.annotations))
@@ -241,7 +241,7 @@ def _cmd_overlay(args: argparse.Namespace) -> None:
 def _cmd_export_labels(args: argparse.Namespace) -> None:
     from PIL import Image
 
-    from nuclick_core.tables import atomic_path, label_mask, read_instances, read_provenance
+    from nuclick_core.io.instances import atomic_path, label_mask, read_instances, read_provenance
 
     slide = read_provenance(Path(args.instances)).get("slide", {})
     if "width" not in slide:

@@ -1,7 +1,7 @@
 """Training-side subcommands of ``nuclick``: train, export, evaluate and promote.
 
 :func:`add_training_commands` registers them on the parser built by
-:func:`nuclick_core.cli.build_parser`. Heavy imports (torch, onnxruntime, the datasets) stay
+:func:`nuclick_core.cli.main.build_parser`. Heavy imports (torch, onnxruntime, the datasets) stay
 inside the command functions so that ``nuclick --help`` and the segmentation commands start fast.
 """
 
@@ -23,7 +23,12 @@ log = logging.getLogger("nuclick")
 def _cell_canvases(root: Path, val_names: list[str], args: argparse.Namespace) -> tuple:
     """Training and validation canvases from segmented cells; validation canvases use only the
     held-out cells named in ``val_names``."""
-    from nuclick_core.cellcanvas import build_canvases, read_cells, split_cells, validation_canvases
+    from nuclick_core.data.cell_canvases import (
+        build_canvases,
+        read_cells,
+        split_cells,
+        validation_canvases,
+    )
 
     train_cells, val_cells = split_cells(read_cells(root), val_names, root)
     if not val_cells:
@@ -38,9 +43,9 @@ def _cell_canvases(root: Path, val_names: list[str], args: argparse.Namespace) -
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from nuclick_core.datasets import downscale, read_dataset, shift_images
-    from nuclick_core.train import TrainConfig, train
-    from nuclick_core.trainset import ClickPatchSampler
+    from nuclick_core.data.datasets import downscale, read_dataset, shift_images
+    from nuclick_core.training.click_patches import ClickPatchSampler
+    from nuclick_core.training.train import TrainConfig, train
 
     val_names = [n for n in (args.val_names or "").split(",") if n]
     if args.format == "cells":
@@ -87,7 +92,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
             "image_offset": list(args.image_offset),
         },
     )
-    from nuclick_core.glandset import GlandPatchSampler
+    from nuclick_core.training.gland_patches import GlandPatchSampler
 
     sampler: ClickPatchSampler | GlandPatchSampler
     val_sampler: ClickPatchSampler | GlandPatchSampler
@@ -126,7 +131,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_export(args: argparse.Namespace) -> None:
     import json
 
-    from nuclick_core.export import export_model
+    from nuclick_core.training.export import export_model
 
     card_extra = json.loads(Path(args.card_extra).read_text()) if args.card_extra else {}
     card_extra.setdefault("inference", {})["tta"] = args.tta
@@ -156,17 +161,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     import json
     import time
 
-    from nuclick_core.datasets import read_dataset, shift_images
-    from nuclick_core.engine import ModelGeometry
-    from nuclick_core.evaluate import MARKS, run_evaluation
-    from nuclick_core.runtime import OnnxPredictor, load_card, resolve_model
-    from nuclick_core.tables import atomic_path
+    from nuclick_core.data.datasets import read_dataset, shift_images
+    from nuclick_core.evaluation.evaluate import MARKS, run_evaluation
+    from nuclick_core.inference.engine import ModelGeometry
+    from nuclick_core.inference.runtime import OnnxPredictor, load_card, resolve_model
+    from nuclick_core.io.instances import atomic_path
 
     t0 = time.perf_counter()
     card = load_card(resolve_model(args.model, args.object))
     names = [n for n in args.names.split(",") if n] if args.names else None
     if args.format == "cells":
-        from nuclick_core.cellcanvas import read_cells, split_cells, validation_canvases
+        from nuclick_core.data.cell_canvases import read_cells, split_cells, validation_canvases
 
         if not names:
             raise NuclickError("--format cells needs --names: the held-out cells to blend")
@@ -230,7 +235,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         with atomic_path(card_path) as tmp:
             tmp.write_text(json.dumps(raw, indent=2) + "\n")
     if args.report:
-        from nuclick_core.report import write_report
+        from nuclick_core.evaluation.report import write_report
 
         write_report(Path(args.report), figures, results, items, overlays=not args.no_overlays)
     log.info("wrote %s (%.0f s)", args.out, figures["seconds"])
@@ -240,8 +245,8 @@ def _cmd_promote(args: argparse.Namespace) -> None:
     import json
     from dataclasses import asdict
 
+    from nuclick_core.inference.runtime import MODELS_DIR
     from nuclick_core.registry import promote, rollback
-    from nuclick_core.runtime import MODELS_DIR
 
     models_dir = Path(args.models_dir) if args.models_dir else MODELS_DIR
     if args.rollback:
@@ -261,7 +266,7 @@ def _cmd_promote(args: argparse.Namespace) -> None:
         margin=args.margin,
     )
     if args.out:
-        from nuclick_core.tables import atomic_path
+        from nuclick_core.io.instances import atomic_path
 
         with atomic_path(Path(args.out)) as tmp:
             tmp.write_text(json.dumps(asdict(decision), indent=1) + "\n")

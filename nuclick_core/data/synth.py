@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
 
-from nuclick_core.synth_draw import (
+from nuclick_core.data.synth_draw import (
     _along,
     _capacity,
     _capsules,

@@ -1,4 +1,4 @@
-"""Private helpers of :mod:`nuclick_core.synth`: argument checks, blob geometry and placement,
+"""Private helpers of :mod:`nuclick_core.data.synth`: argument checks, blob geometry and placement,
 and Beer-Lambert rendering. Not part of the public API; the scene functions are in ``synth``.
 """
 

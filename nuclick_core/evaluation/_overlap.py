@@ -1,6 +1,7 @@
 """Shared machinery of the label-image metrics: input checks and the sparse contingency table.
 
-Private to :mod:`nuclick_core.metrics` and :mod:`nuclick_core.object_metrics`. Objects are
+Private to :mod:`nuclick_core.evaluation.metrics` and
+:mod:`nuclick_core.evaluation.object_metrics`. Objects are
 numbered 0..n-1 in ascending order of their ids; a pair of objects appears in the table when
 their intersection is positive.
 """

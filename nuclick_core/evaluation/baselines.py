@@ -2,8 +2,8 @@
 
 Every baseline takes an RGB ``uint8`` image (H, W, 3) and seeds as a float (N, 2) array of
 (x, y) pixel coordinates (x along columns; a seed sets pixel ``[rint(y), rint(x)]``, as in
-:mod:`nuclick_core.signals`). It returns ``int32`` (H, W) instance labels: instance ``k + 1``
-belongs to seed ``k``, 0 is background, and instances never overlap. Each instance is one
+:mod:`nuclick_core.inference.signals`). It returns ``int32`` (H, W) instance labels: instance
+``k + 1`` belongs to seed ``k``, 0 is background, and instances never overlap. Each instance is one
 4-connected component, the one containing its seed where possible (else its largest one). When
 two seeds fall on the same pixel, the first keeps it and the later one's instance is empty.
 """

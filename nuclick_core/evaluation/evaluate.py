@@ -3,9 +3,9 @@
 Marks come from the ground truth: for nuclei and cells a click at each object's centroid
 (optionally jittered); for glands a squiggle, the skeleton of the gland after thresholding its
 distance transform at its mean (the middle of the training signal's range). Every image is
-segmented by :func:`nuclick_core.engine.segment_clicks`, the instance polygons are rasterised back
-to a label image and compared with the ground truth. Figures are per-image means (the MoNuSeg
-convention for AJI; GlaS also averages object Dice per image).
+segmented by :func:`nuclick_core.inference.engine.segment_clicks`, the instance polygons are
+rasterised back to a label image and compared with the ground truth. Figures are per-image
+means (the MoNuSeg convention for AJI; GlaS also averages object Dice per image).
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ import numpy as np
 import shapely
 from scipy import ndimage as ndi
 
-from nuclick_core import metrics, object_metrics
-from nuclick_core.annotations import click_table_from_points, squiggle_table
-from nuclick_core.engine import ModelGeometry, segment_clicks
-from nuclick_core.runtime import Predictor
-from nuclick_core.signals import gland_skeleton
-from nuclick_core.slides import Slide
-from nuclick_core.tables import label_mask
-from nuclick_core.trainset import LabelledImage
+from nuclick_core.evaluation import metrics, object_metrics
+from nuclick_core.inference.engine import ModelGeometry, segment_clicks
+from nuclick_core.inference.runtime import Predictor
+from nuclick_core.inference.signals import gland_skeleton
+from nuclick_core.io.annotations import click_table_from_points, squiggle_table
+from nuclick_core.io.instances import label_mask
+from nuclick_core.io.slides import Slide
+from nuclick_core.training.click_patches import LabelledImage
 
 
 @dataclass
@@ -179,7 +179,7 @@ JITTER_SIGMAS = {"nucleus": (1.0, 3.0, 5.0, 10.0), "cell": (5.0, 10.0, 25.0, 50.
 
 def baseline_segmenter(name: str) -> Callable[[LabelledImage, np.ndarray], np.ndarray]:
     """``run(item, clicks_xy) -> labels`` for a classical baseline fed the same clicks."""
-    from nuclick_core.baselines import BASELINES
+    from nuclick_core.evaluation.baselines import BASELINES
 
     fn = BASELINES[name]
 

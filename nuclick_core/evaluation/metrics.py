@@ -9,7 +9,7 @@ Conventions for degenerate inputs: when both images hold no object, every score 
 label-independent criterion named in the function's notes.
 
 The GlaS object-level metrics (object Dice, object Hausdorff, detection F1, Hausdorff) live in
-:mod:`nuclick_core.object_metrics` and are re-exported here; :data:`METRICS` and
+:mod:`nuclick_core.evaluation.object_metrics` and are re-exported here; :data:`METRICS` and
 :func:`evaluate_all` cover them too.
 """
 
@@ -23,8 +23,8 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from nuclick_core._overlap import Overlap, first_per_group, prepare
-from nuclick_core.object_metrics import (
+from nuclick_core.evaluation._overlap import Overlap, first_per_group, prepare
+from nuclick_core.evaluation.object_metrics import (
     GLAS_FROM_OVERLAP,
     detection_f1,
     hausdorff,

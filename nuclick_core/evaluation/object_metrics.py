@@ -1,8 +1,8 @@
 """GlaS object-level metrics (Sirinukunwattana et al. 2017) on instance label images.
 
 Object Dice, object Hausdorff and detection F1, plus the pixel-set Hausdorff distance they build
-on. Inputs and conventions are those of :mod:`nuclick_core.metrics`, which re-exports every public
-name here and includes these metrics in its registry (``METRICS``, ``evaluate_all``).
+on. Inputs and conventions are those of :mod:`nuclick_core.evaluation.metrics`, which re-exports
+every public name here and includes these metrics in its registry (``METRICS``, ``evaluate_all``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from scipy import ndimage as ndi
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import maximum_bipartite_matching
 
-from nuclick_core._overlap import Overlap, best_by_overlap, prepare
+from nuclick_core.evaluation._overlap import Overlap, best_by_overlap, prepare
 
 
 # ----------------------------------------------------------------------------- Hausdorff
@@ -227,7 +227,7 @@ def detection_f1(true: ArrayLike, pred: ArrayLike) -> dict[str, float]:
 
 
 #: The metrics of this module as functions of a shared contingency table, keyed as in
-#: :data:`nuclick_core.metrics.METRICS`.
+#: :data:`nuclick_core.evaluation.metrics.METRICS`.
 GLAS_FROM_OVERLAP: dict[str, Callable[[Overlap], float]] = {
     "object_dice": _object_dice,
     "object_hausdorff": _object_hausdorff,

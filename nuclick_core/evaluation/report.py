@@ -12,9 +12,9 @@ import numpy as np
 from PIL import Image
 from skimage.segmentation import find_boundaries
 
-from nuclick_core.evaluate import MARKS, ImageResult
-from nuclick_core.tables import atomic_path
-from nuclick_core.trainset import LabelledImage
+from nuclick_core.evaluation.evaluate import MARKS, ImageResult
+from nuclick_core.io.instances import atomic_path
+from nuclick_core.training.click_patches import LabelledImage
 
 PAPER_NUCLEI = {"aji": 0.834, "dice": 0.912, "pq": 0.838}  # NuClick paper, MoNuSeg, full network
 #: The paper's figures (full network) per object type: (row name, figures).
@@ -213,7 +213,7 @@ def instance_overlay(
     """
     from shapely import affinity
 
-    from nuclick_core.tables import label_mask
+    from nuclick_core.io.instances import label_mask
 
     h, w = rgb.shape[:2]
     ox, oy = origin

@@ -18,13 +18,17 @@ import geopandas as gpd
 import numpy as np
 import shapely
 
-from nuclick_core.annotations import outside_slide_mask
-from nuclick_core.patches import ExclusionIndex, PatchPlan, build_inputs, grid_pixels, plan_tiles
-from nuclick_core.postprocess import STATUS_OK, PostprocessParams, clicked_object
-from nuclick_core.runtime import ModelCard, Predictor
-from nuclick_core.signals import polyline_map
-from nuclick_core.slides import Slide, read_grid_region
-from nuclick_core.squiggles import (
+from nuclick_core.inference.patches import (
+    ExclusionIndex,
+    PatchPlan,
+    build_inputs,
+    grid_pixels,
+    plan_tiles,
+)
+from nuclick_core.inference.postprocess import STATUS_OK, PostprocessParams, clicked_object
+from nuclick_core.inference.runtime import ModelCard, Predictor
+from nuclick_core.inference.signals import polyline_map
+from nuclick_core.inference.squiggles import (
     grid_lines,
     plan_squiggle,
     representative_points,
@@ -32,13 +36,15 @@ from nuclick_core.squiggles import (
     squiggle_object,
     upscale,
 )
-from nuclick_core.stitch import (
+from nuclick_core.inference.stitch import (
     STATUS_LOST,
     PatchInstance,
     mask_to_polygon,
     paste_last_wins,
     resolve_overlaps,
 )
+from nuclick_core.io.annotations import outside_slide_mask
+from nuclick_core.io.slides import Slide, read_grid_region
 
 log = logging.getLogger(__name__)
 

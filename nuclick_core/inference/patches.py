@@ -1,6 +1,6 @@
 """Plan click patches on the model's pixel grid and group them by slide tile.
 
-The *grid* is the slide resampled to the model's mpp (see :mod:`nuclick_core.slides`). A click at
+The *grid* is the slide resampled to the model's mpp (see :mod:`nuclick_core.io.slides`). A click at
 level-0 ``(x, y)`` lies in grid pixel ``(floor(x / f), floor(y / f))`` with ``f = model_mpp /
 slide_mpp``; its patch is the ``P x P`` grid square with that pixel at ``(P/2, P/2)``. Clicks are
 grouped by the tile of side ``tile`` grid pixels that holds them, and each tile's patches are cut
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from nuclick_core.signals import point_map
+from nuclick_core.inference.signals import point_map
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,11 @@ from typing import Protocol
 import numpy as np
 
 from nuclick_core.errors import ModelError
-from nuclick_core.postprocess import PostprocessParams
+from nuclick_core.inference.postprocess import PostprocessParams
 
 log = logging.getLogger(__name__)
 
-MODELS_DIR = Path(os.environ.get("NUCLICK_MODELS", Path(__file__).resolve().parents[1] / "models"))
+MODELS_DIR = Path(os.environ.get("NUCLICK_MODELS", Path(__file__).resolve().parents[2] / "models"))
 
 
 #: (quarter turns, horizontal flip) for test-time augmentation, identity first.

@@ -19,13 +19,13 @@ import shapely
 from scipy import ndimage as ndi
 from skimage.transform import resize
 
-from nuclick_core.postprocess import (
+from nuclick_core.inference.postprocess import (
     STATUS_CLICK_OUTSIDE,
     STATUS_EMPTY,
     STATUS_OK,
     PostprocessParams,
 )
-from nuclick_core.signals import point_map, polyline_map
+from nuclick_core.inference.signals import point_map, polyline_map
 
 _FOUR = ndi.generate_binary_structure(2, 1)
 #: The patch side is the squiggle box's longer side times this factor (the gland reaches beyond
@@ -113,7 +113,7 @@ def squiggle_object(
 
     Returns
     -------
-    (mask, status) as :func:`nuclick_core.postprocess.clicked_object`.
+    (mask, status) as :func:`nuclick_core.inference.postprocess.clicked_object`.
     """
     fg = prob > params.threshold
     labels, n = ndi.label(fg, structure=_FOUR)

@@ -1,11 +1,11 @@
-"""Per-format readers of marks (clicks and squiggles) for :mod:`nuclick_core.annotations`.
+"""Per-format readers of marks (clicks and squiggles) for :mod:`nuclick_core.io.annotations`.
 
 Each reader takes a path and returns the file's marks in input order as :class:`Mark` records,
 with the object type left None unless the file names it; :data:`READERS` maps file suffixes to
-readers. :func:`nuclick_core.annotations.read_annotations` dispatches on it, resolves object types
-and builds the click table. Formats: CSV/TSV (delimiter sniffed), QuPath GeoJSON, (Geo)Parquet and
-ASAP XML. Errors are :class:`~nuclick_core.errors.AnnotationError` naming the file and the row or
-feature.
+readers. :func:`nuclick_core.io.annotations.read_annotations` dispatches on it, resolves object
+types and builds the click table. Formats: CSV/TSV (delimiter sniffed), QuPath GeoJSON,
+(Geo)Parquet and ASAP XML. Errors are :class:`~nuclick_core.errors.AnnotationError` naming
+the file and the row or feature.
 """
 
 from __future__ import annotations

@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from nuclick_core.annotation_readers import OBJECTS, READERS, Mark
 from nuclick_core.errors import AnnotationError
+from nuclick_core.io._readers import OBJECTS, READERS, Mark
 
 POINT_OBJECTS = ("nucleus", "cell")
 COLUMNS = ("click_id", "kind", "object", "label", "source", "geometry")

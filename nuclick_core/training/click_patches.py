@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from nuclick_core.augment import flip_rotate, photometric
-from nuclick_core.signals import point_map, sample_click
+from nuclick_core.inference.signals import point_map, sample_click
+from nuclick_core.training.augment import flip_rotate, photometric
 
 
 @dataclass(frozen=True)

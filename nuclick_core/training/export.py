@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from nuclick_core.errors import ModelError
-from nuclick_core.model import NuClick, count_parameters
-from nuclick_core.runtime import sha256_of
+from nuclick_core.inference.runtime import sha256_of
+from nuclick_core.training.network import NuClick, count_parameters
 
 PARITY_TOLERANCE = 1e-4
 

@@ -1,10 +1,11 @@
 """Training patches for squiggle-guided glands, as the paper describes.
 
 Each sample is one gland: its squiggle is the skeleton of the gland after thresholding its
-distance transform at a random tau (:func:`nuclick_core.signals.gland_skeleton_signal`), drawn
-anew each time; the patch is planned exactly as at inference (:func:`plan_box`: relaxed to the
-patch size, or the box doubled and down-scaled); the exclusion map holds one interior pixel of
-each other gland in the patch.
+distance transform at a random tau
+(:func:`nuclick_core.inference.signals.gland_skeleton_signal`), drawn anew each
+time; the patch is planned exactly as at inference (:func:`plan_box`: relaxed to the patch
+size, or the box doubled and down-scaled); the exclusion map holds one interior pixel of each
+other gland in the patch.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 from skimage.transform import resize
 
-from nuclick_core.augment import flip_rotate, photometric
-from nuclick_core.signals import gland_skeleton_signal, point_map, sample_click
-from nuclick_core.squiggles import plan_box
-from nuclick_core.trainset import LabelledImage, crop, index_objects
+from nuclick_core.inference.signals import gland_skeleton_signal, point_map, sample_click
+from nuclick_core.inference.squiggles import plan_box
+from nuclick_core.training.augment import flip_rotate, photometric
+from nuclick_core.training.click_patches import LabelledImage, crop, index_objects
 
 
 class GlandPatchSampler:

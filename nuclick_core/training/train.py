@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from nuclick_core.errors import ModelError
-from nuclick_core.model import NuClick
-from nuclick_core.widen import widen
+from nuclick_core.training.network import NuClick
+from nuclick_core.training.widen import widen
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ which is what the per-layer part counts below describe.
 Example
 -------
 >>> import torch
->>> from nuclick_core.model import NuClick
+>>> from nuclick_core.training.network import NuClick
 >>> small = NuClick(width=0.25).eval()
 >>> big = widen(small, seed=0).eval()
 >>> x = torch.rand(1, 5, 64, 64)
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nuclick_core.model import NuClick
+from nuclick_core.training.network import NuClick
 
 #: Layers whose input is a concatenation of this many equal parts (skip connections: 2;
 #: multi-scale blocks: 4 branches). Every other layer reads one tensor.

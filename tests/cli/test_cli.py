@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 import shapely
 
-from nuclick_core.cli import main
-from nuclick_core.tables import read_provenance
+from nuclick_core.cli.main import main
+from nuclick_core.io.instances import read_provenance
 
 
 def _csv(path, centres) -> None:

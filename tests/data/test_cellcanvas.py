@@ -10,7 +10,7 @@ from PIL import Image
 from scipy import ndimage as ndi
 from skimage.draw import disk
 
-from nuclick_core.cellcanvas import (
+from nuclick_core.data.cell_canvases import (
     CellCutout,
     build_canvas,
     build_canvases,
@@ -98,7 +98,7 @@ def test_validation_canvases_hold_only_held_out_cells_and_do_not_depend_on_count
 
 def test_evaluate_cli_on_held_out_cell_canvases(tmp_path) -> None:
     pytest.importorskip("torch")
-    from nuclick_core.cli import main
+    from nuclick_core.cli.main import main
     from tests.conftest import export_tiny_model
 
     _write_cells(tmp_path / "wbc", _cutouts(5))

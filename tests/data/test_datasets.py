@@ -13,9 +13,9 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image
 from scipy.io import savemat
 
-from nuclick_core.datasets import FORMATS, monuseg_xml_labels, read_dataset
+from nuclick_core.data.datasets import FORMATS, monuseg_xml_labels, read_dataset
+from nuclick_core.data.synth import Scene, nuclei_scene, scene_to_png
 from nuclick_core.errors import DatasetError
-from nuclick_core.synth import Scene, nuclei_scene, scene_to_png
 
 
 def _scene(seed: int) -> Scene:
@@ -392,8 +392,8 @@ def test_unreadable_image(tmp_path: Path) -> None:
 
 
 def test_shift_images_moves_content_not_labels() -> None:
-    from nuclick_core.datasets import shift_images
-    from nuclick_core.trainset import LabelledImage
+    from nuclick_core.data.datasets import shift_images
+    from nuclick_core.training.click_patches import LabelledImage
 
     image = np.zeros((40, 40, 3), np.uint8)
     image[10:20, 12:22] = 200
@@ -414,8 +414,8 @@ def test_shift_images_moves_content_not_labels() -> None:
 
 
 def test_shift_images_refuses_offsets_that_are_not_pixels() -> None:
-    from nuclick_core.datasets import shift_images
-    from nuclick_core.trainset import LabelledImage
+    from nuclick_core.data.datasets import shift_images
+    from nuclick_core.training.click_patches import LabelledImage
 
     item = LabelledImage("a", np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.int32))
     with pytest.raises(DatasetError, match="over 4 px"):

@@ -12,8 +12,8 @@ from PIL import Image
 from scipy import ndimage as ndi
 from skimage.color import rgb2gray, rgb2hed
 
-from nuclick_core import synth
-from nuclick_core.synth import GlandScene, Scene, cells_scene, glands_scene, nuclei_scene
+from nuclick_core.data import synth
+from nuclick_core.data.synth import GlandScene, Scene, cells_scene, glands_scene, nuclei_scene
 
 SMALL: dict[str, Callable[..., Scene]] = {
     "nuclei": lambda seed=0, **kw: nuclei_scene(size=(96, 128), n_nuclei=15, seed=seed, **kw),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from skimage.draw import disk
 
-from nuclick_core.baselines import (
+from nuclick_core.evaluation.baselines import (
     BASELINES,
     active_contour_baseline,
     region_growing_baseline,

@@ -10,20 +10,20 @@ import shapely
 from scipy import ndimage as ndi
 from skimage.draw import disk
 
-from nuclick_core.annotations import squiggle_table
-from nuclick_core.engine import ModelGeometry
+from nuclick_core.data.synth import nuclei_scene
 from nuclick_core.errors import AnnotationError
-from nuclick_core.evaluate import (
+from nuclick_core.evaluation.evaluate import (
     centroid_clicks,
     ground_truth_marks,
     run_evaluation,
     skeleton_lines,
 )
-from nuclick_core.postprocess import PostprocessParams
-from nuclick_core.report import write_report
-from nuclick_core.signals import gland_skeleton, polyline_map
-from nuclick_core.synth import nuclei_scene
-from nuclick_core.trainset import LabelledImage
+from nuclick_core.evaluation.report import write_report
+from nuclick_core.inference.engine import ModelGeometry
+from nuclick_core.inference.postprocess import PostprocessParams
+from nuclick_core.inference.signals import gland_skeleton, polyline_map
+from nuclick_core.io.annotations import squiggle_table
+from nuclick_core.training.click_patches import LabelledImage
 from tests.conftest import DarknessPredictor
 
 
@@ -142,8 +142,8 @@ class _DarkPredictor:
 
 def test_evaluate_cli_records_the_image_offset(tmp_path, capsys) -> None:
     pytest.importorskip("torch")
-    from nuclick_core.cli import main
-    from nuclick_core.synth import scene_to_png
+    from nuclick_core.cli.main import main
+    from nuclick_core.data.synth import scene_to_png
     from tests.conftest import export_tiny_model
 
     (tmp_path / "data" / "images").mkdir(parents=True)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.spatial.distance import directed_hausdorff
 
-from nuclick_core.metrics import (
+from nuclick_core.evaluation.metrics import (
     METRICS,
     aji,
     aji_plus,

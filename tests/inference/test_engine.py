@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import shapely
 
-from nuclick_core.engine import ModelGeometry, RunOptions, segment_clicks
-from nuclick_core.postprocess import PostprocessParams
-from nuclick_core.runtime import OnnxPredictor, load_card
-from nuclick_core.slides import open_slide
+from nuclick_core.inference.engine import ModelGeometry, RunOptions, segment_clicks
+from nuclick_core.inference.postprocess import PostprocessParams
+from nuclick_core.inference.runtime import OnnxPredictor, load_card
+from nuclick_core.io.slides import open_slide
 from tests.conftest import DarknessPredictor, click_table
 
 PARAMS = PostprocessParams(threshold=0.5, min_size=5, min_hole=10)

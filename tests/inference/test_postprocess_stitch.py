@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import shapely
 
-from nuclick_core.postprocess import PostprocessParams, clicked_object, fill_small_holes
-from nuclick_core.stitch import PatchInstance, mask_to_polygon, resolve_overlaps
-from nuclick_core.tables import hilbert_order
+from nuclick_core.inference.postprocess import PostprocessParams, clicked_object, fill_small_holes
+from nuclick_core.inference.stitch import PatchInstance, mask_to_polygon, resolve_overlaps
+from nuclick_core.io.instances import hilbert_order
 
 P = PostprocessParams(threshold=0.5, min_size=5, min_hole=10, click_tolerance=2.0)
 

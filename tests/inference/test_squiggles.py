@@ -9,11 +9,11 @@ import shapely
 from PIL import Image
 from skimage.draw import disk
 
-from nuclick_core.annotations import squiggle_table
-from nuclick_core.engine import ModelGeometry, segment_clicks
-from nuclick_core.postprocess import PostprocessParams
-from nuclick_core.slides import open_slide
-from nuclick_core.squiggles import plan_squiggle, squiggle_object
+from nuclick_core.inference.engine import ModelGeometry, segment_clicks
+from nuclick_core.inference.postprocess import PostprocessParams
+from nuclick_core.inference.squiggles import plan_squiggle, squiggle_object
+from nuclick_core.io.annotations import squiggle_table
+from nuclick_core.io.slides import open_slide
 
 P = 64
 PARAMS = PostprocessParams(threshold=0.5, min_size=20, min_hole=8)
@@ -143,9 +143,9 @@ def test_squiggle_object_needs_the_squiggle_on_foreground() -> None:
 
 
 def test_gland_training_patches_follow_the_inference_plan() -> None:
-    from nuclick_core.glandset import GlandPatchSampler
-    from nuclick_core.synth import glands_scene
-    from nuclick_core.trainset import LabelledImage
+    from nuclick_core.data.synth import glands_scene
+    from nuclick_core.training.click_patches import LabelledImage
+    from nuclick_core.training.gland_patches import GlandPatchSampler
 
     s = glands_scene(size=(256, 256), n_glands=3, seed=0, radius_range=(30, 60), rim_width=(8, 14))
     sampler = GlandPatchSampler([LabelledImage("g", s.image, s.labels)], patch_size=P)
@@ -164,7 +164,7 @@ def test_gland_training_patches_follow_the_inference_plan() -> None:
 
 def test_segment_cli_with_a_gland_model(tmp_path) -> None:
     """`nuclick segment --object gland` end to end with a tiny random gland model."""
-    from nuclick_core.cli import main
+    from nuclick_core.cli.main import main
     from tests.conftest import export_tiny_model
 
     model = export_tiny_model(
@@ -207,15 +207,15 @@ def test_segment_cli_with_a_gland_model(tmp_path) -> None:
 
 def test_committed_demo_squiggles_lie_in_the_generated_glands(tmp_path) -> None:
     """config/demo's squiggles were made from the gland demo scene; if the scene generator
-    changes, this fails: regenerate them (see nuclick_core.demo.gland_squiggles_geojson)."""
+    changes, this fails: regenerate them (see nuclick_core.data.demo.gland_squiggles_geojson)."""
     from pathlib import Path
 
-    from nuclick_core.annotations import read_annotations
-    from nuclick_core.demo import make_gland_demo
+    from nuclick_core.data.demo import make_gland_demo
+    from nuclick_core.io.annotations import read_annotations
 
     _, labels_png = make_gland_demo(tmp_path)
     labels = np.array(Image.open(labels_png)).astype(np.int32)
-    path = Path(__file__).parents[1] / "config" / "demo" / "synthetic_glands.squiggles.geojson"
+    path = Path(__file__).parents[2] / "config" / "demo" / "synthetic_glands.squiggles.geojson"
     table = read_annotations(path, default_object="nucleus")
     assert len(table) == labels.max() and set(table["object"]) == {"gland"}
     hit = set()

@@ -1,4 +1,4 @@
-"""Tests of nuclick_core.annotations: every reader, every error path, and a CSV round trip."""
+"""Tests of nuclick_core.io.annotations: every reader, every error path, and a CSV round trip."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from shapely.geometry import LineString, MultiLineString, MultiPoint, Point, Polygon
 
-from nuclick_core.annotations import (
+from nuclick_core.errors import AnnotationError
+from nuclick_core.io.annotations import (
     COLUMNS,
     click_table_from_points,
     outside_slide_mask,
     read_annotations,
     validate_clicks,
 )
-from nuclick_core.errors import AnnotationError
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

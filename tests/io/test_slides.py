@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from nuclick_core.errors import SlideError
-from nuclick_core.slides import best_level, open_slide, read_grid_region
+from nuclick_core.io.slides import best_level, open_slide, read_grid_region
 
 tifffile = pytest.importorskip("tifffile")
 

@@ -7,9 +7,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from nuclick_core.export import export_onnx, parity  # noqa: E402
-from nuclick_core.model import NuClick, count_parameters  # noqa: E402
-from nuclick_core.train import nuclick_loss  # noqa: E402
+from nuclick_core.training.export import export_onnx, parity  # noqa: E402
+from nuclick_core.training.network import NuClick, count_parameters  # noqa: E402
+from nuclick_core.training.train import nuclick_loss  # noqa: E402
 
 
 def test_full_network_matches_the_paper_size() -> None:
@@ -88,7 +88,7 @@ def test_exported_model_has_no_same_upper_autopad(tmp_path) -> None:
 def test_test_time_augmentation_over_all_views_is_equivariant(tiny_model) -> None:
     """Averaging over the whole dihedral group, each view mapped back, makes the prediction of
     a turned or flipped patch the turned or flipped prediction: a wrong inverse breaks this."""
-    from nuclick_core.runtime import OnnxPredictor, load_card
+    from nuclick_core.inference.runtime import OnnxPredictor, load_card
 
     card = load_card(tiny_model)
     tta = OnnxPredictor(card, batch_size=4, threads=1, tta=8)

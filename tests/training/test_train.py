@@ -10,18 +10,18 @@ from scipy import ndimage as ndi
 
 torch = pytest.importorskip("torch")
 
+from nuclick_core.data.synth import nuclei_scene  # noqa: E402
 from nuclick_core.errors import ModelError  # noqa: E402
-from nuclick_core.export import export_model  # noqa: E402
-from nuclick_core.runtime import load_card  # noqa: E402
-from nuclick_core.signals import gland_skeleton_signal, sample_click  # noqa: E402
-from nuclick_core.synth import nuclei_scene  # noqa: E402
-from nuclick_core.train import TrainConfig, train  # noqa: E402
-from nuclick_core.trainset import (  # noqa: E402
+from nuclick_core.inference.runtime import load_card  # noqa: E402
+from nuclick_core.inference.signals import gland_skeleton_signal, sample_click  # noqa: E402
+from nuclick_core.training.click_patches import (  # noqa: E402
     ClickPatchSampler,
     LabelledImage,
     index_objects,
     near_miss_click,
 )
+from nuclick_core.training.export import export_model  # noqa: E402
+from nuclick_core.training.train import TrainConfig, train  # noqa: E402
 
 
 def _items(n: int = 2) -> list[LabelledImage]:

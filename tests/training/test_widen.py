@@ -6,8 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from nuclick_core.model import NuClick  # noqa: E402
-from nuclick_core.widen import _channel_map, widen  # noqa: E402
+from nuclick_core.training.network import NuClick  # noqa: E402
+from nuclick_core.training.widen import _channel_map, widen  # noqa: E402
 
 
 def _trained_like(width: float) -> NuClick:
