@@ -17,16 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from nuclick_core.cli.training import parse_offset
+from nuclick_core.cli.options import parse_offset
 from nuclick_core.data.datasets import read_dataset, shift_images
-from nuclick_core.evaluation.evaluate import (
-    centroid_clicks,
-    ground_truth_marks,
-    memory_slide,
-    score_labels,
-)
+from nuclick_core.data.labelled import memory_slide
+from nuclick_core.data.marks import centroid_clicks, ground_truth_marks
+from nuclick_core.evaluation.evaluate import score_labels
 from nuclick_core.inference.engine import ModelGeometry, segment_clicks
-from nuclick_core.inference.runtime import OnnxPredictor, load_card, resolve_model
+from nuclick_core.inference.models import load_card, resolve_model
+from nuclick_core.inference.runtime import OnnxPredictor
 from nuclick_core.io.annotations import click_table_from_points
 from nuclick_core.io.instances import label_mask
 
@@ -76,7 +74,7 @@ def main() -> None:
         for v, landings in PUT_BACK.items():
             xy = np.where(np.isin(where, landings)[:, None], centre, moved)
             clicks = click_table_from_points(xy, object="nucleus", source="jitter breakdown")
-            table = segment_clicks(slide, clicks, predictor, geom)
+            table = segment_clicks(slide, clicks, predictor, geom).table
             pred = label_mask(table, w, h).astype(np.int32)
             aji[v].append(score_labels(item.labels.astype(np.int32), pred)["aji"])
     means = {v: round(float(np.mean(a)), 4) for v, a in aji.items()}

@@ -21,9 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from nuclick_core.data.datasets import read_dataset
-from nuclick_core.evaluation.evaluate import centroid_clicks, evaluate_image, model_segmenter
+from nuclick_core.data.marks import centroid_clicks
+from nuclick_core.evaluation.evaluate import evaluate_image, model_segmenter
 from nuclick_core.inference.engine import ModelGeometry
-from nuclick_core.inference.runtime import OnnxPredictor, load_card, resolve_model
+from nuclick_core.inference.models import load_card, resolve_model
+from nuclick_core.inference.runtime import OnnxPredictor
 
 
 def centroid_offsets(labels: np.ndarray, pred: np.ndarray) -> np.ndarray:

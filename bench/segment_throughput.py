@@ -18,12 +18,13 @@ import time
 
 import numpy as np
 
+from nuclick_core.data.labelled import LabelledImage, memory_slide
+from nuclick_core.data.marks import centroid_clicks
 from nuclick_core.data.synth import nuclei_scene
-from nuclick_core.evaluation.evaluate import centroid_clicks, memory_slide
 from nuclick_core.inference.engine import ModelGeometry, RunOptions, segment_clicks
-from nuclick_core.inference.runtime import OnnxPredictor, allotted_cpus, load_card, resolve_model
+from nuclick_core.inference.models import load_card, resolve_model
+from nuclick_core.inference.runtime import OnnxPredictor, allotted_cpus
 from nuclick_core.io.annotations import click_table_from_points
-from nuclick_core.training.click_patches import LabelledImage
 
 
 def mosaic(tiles: int, size: int = 512) -> LabelledImage:
@@ -56,9 +57,8 @@ def main() -> None:
     runs = []
     for bs in (int(b) for b in args.batch_sizes.split(",")):
         pred = OnnxPredictor(card, batch_size=bs, threads=args.threads)
-        opts = RunOptions()
         t0 = time.perf_counter()
-        table = segment_clicks(slide, clicks, pred, geom, batch_size=bs, options=opts)
+        table = segment_clicks(slide, clicks, pred, geom, batch_size=bs, options=RunOptions()).table
         wall = time.perf_counter() - t0
         runs.append(
             {

@@ -18,12 +18,13 @@ import json
 import time
 from pathlib import Path
 
-from nuclick_core.cli.training import parse_offset
+from nuclick_core.cli.options import parse_offset
 from nuclick_core.data.cell_canvases import build_canvases, read_cells
 from nuclick_core.data.datasets import read_dataset, shift_images
 from nuclick_core.evaluation.evaluate import evaluate_image, mean_figures, model_segmenter
 from nuclick_core.inference.engine import ModelGeometry
-from nuclick_core.inference.runtime import OnnxPredictor, load_card, resolve_model
+from nuclick_core.inference.models import load_card, resolve_model
+from nuclick_core.inference.runtime import OnnxPredictor
 
 
 def main() -> None:

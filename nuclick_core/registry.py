@@ -3,21 +3,24 @@
 ``models/registry.json`` holds ``current`` (object type -> model name) and ``history`` (every
 decision, promoted or not, with its reason and figures). A candidate replaces the current model
 only when both were evaluated on the same evaluation set and the candidate beats the current
-model by the configured margin on the chosen metric. The registry is rewritten atomically (a
-temporary file renamed over it) and model folders are never deleted, so a rollback is a registry
-change only.
+model by the configured margin on the chosen metric, in the metric's own direction (higher AJI,
+Dice, PQ, object Dice, F1; lower object Hausdorff, see
+:data:`nuclick_core.evaluation.metrics.HIGHER_IS_BETTER`). The registry is rewritten atomically
+(:func:`nuclick_core.io.files.atomic_path`) and model folders are never deleted, so a rollback is
+a registry change only.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from nuclick_core.errors import ModelError
-from nuclick_core.inference.runtime import load_card, read_registry, registry_path
+from nuclick_core.errors import ConfigError, ModelError
+from nuclick_core.evaluation.metrics import HIGHER_IS_BETTER
+from nuclick_core.inference.models import load_card, read_registry, registry_path
+from nuclick_core.io.files import write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -34,11 +37,20 @@ class Decision:
 
 
 def _write_registry(models_dir: Path, registry: dict) -> None:
-    path = registry_path(models_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(registry, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(registry_path(models_dir), json.dumps(registry, indent=2) + "\n")
+
+
+def read_figures(path: Path | str) -> dict:
+    """The figures JSON written by ``nuclick evaluate``."""
+    try:
+        figures = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ModelError(f"{path} does not exist; run nuclick evaluate to write it") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path} is not valid JSON ({exc}); run nuclick evaluate again") from None
+    if not isinstance(figures, dict):
+        raise ModelError(f"{path} does not hold nuclick evaluate figures (a JSON object)")
+    return figures
 
 
 def _evaluation_set(figures: dict) -> tuple:
@@ -62,6 +74,9 @@ def decide(
     ``*_figures`` are the JSON figures written by ``nuclick evaluate`` (``main`` holds the
     headline metrics; ``data`` names the evaluation set).
     """
+    if metric not in HIGHER_IS_BETTER:
+        raise ConfigError(f"unknown metric {metric!r}; choose one of {', '.join(HIGHER_IS_BETTER)}")
+    sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0  # gains are measured in the good direction
     cand_value = candidate_figures.get("main", {}).get(metric)
     if cand_value is None:
         raise ModelError(f"candidate figures have no main.{metric}; run nuclick evaluate first")
@@ -90,17 +105,19 @@ def decide(
             f"{_evaluation_set(current_figures)}); figures are not comparable",
             cur_value,
         )
-    if cand_value >= cur_value + margin and cand_value > cur_value:
+    gain = sign * (cand_value - cur_value)
+    direction = "higher" if sign > 0 else "lower"
+    if gain >= margin and gain > 0:
         return make(
             True,
             f"{metric} {cand_value:.4f} beats the current {cur_value:.4f} by "
-            f"{cand_value - cur_value:+.4f} (margin {margin})",
+            f"{gain:+.4f} ({direction} is better; margin {margin})",
             cur_value,
         )
     return make(
         False,
         f"{metric} {cand_value:.4f} does not beat the current {cur_value:.4f} by "
-        f"the margin {margin} (difference {cand_value - cur_value:+.4f})",
+        f"the margin {margin} (gain {gain:+.4f}; {direction} is better)",
         cur_value,
     )
 

@@ -63,7 +63,7 @@ def export_tiny_model(
     """Export a width-0.0625 NuClick with random weights (64 px patches) and its card."""
     import torch
 
-    from nuclick_core.inference.runtime import sha256_of
+    from nuclick_core.io.files import sha256_file
     from nuclick_core.training.export import export_onnx
     from nuclick_core.training.network import NuClick
 
@@ -76,7 +76,7 @@ def export_tiny_model(
         "patch_size": 64,
         "mpp": mpp,
         "postprocess": postprocess or {"threshold": 0.5, "min_size": 5, "min_hole": 10},
-        "sha256": sha256_of(model_dir / "model.onnx"),
+        "sha256": sha256_file(model_dir / "model.onnx"),
     }
     (model_dir / "model.json").write_text(json.dumps(card))
     return model_dir

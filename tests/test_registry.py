@@ -9,7 +9,7 @@ import pytest
 
 from nuclick_core.cli.main import main
 from nuclick_core.errors import ModelError
-from nuclick_core.inference.runtime import load_card, read_registry
+from nuclick_core.inference.models import load_card, read_registry
 from nuclick_core.registry import decide, promote, rollback
 
 SET = {"images": ["a", "b"], "mpp": 0.25, "format": "folder"}

@@ -19,8 +19,8 @@ from scipy import ndimage as ndi
 from skimage.color import hsv2rgb, rgb2hsv
 from skimage.transform import rotate
 
+from nuclick_core.data.labelled import LabelledImage
 from nuclick_core.errors import DatasetError
-from nuclick_core.training.click_patches import LabelledImage
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ from scipy import ndimage as ndi
 from skimage.draw import polygon as draw_polygon
 from skimage.transform import resize
 
+from nuclick_core.data.labelled import LabelledImage
 from nuclick_core.errors import DatasetError
-from nuclick_core.training.click_patches import LabelledImage
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 LABEL_SUFFIXES = (".png", ".tif", ".tiff", ".bmp")  # lossless only: JPEG would corrupt the ids

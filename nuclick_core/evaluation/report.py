@@ -12,9 +12,10 @@ import numpy as np
 from PIL import Image
 from skimage.segmentation import find_boundaries
 
-from nuclick_core.evaluation.evaluate import MARKS, ImageResult
-from nuclick_core.io.instances import atomic_path
-from nuclick_core.training.click_patches import LabelledImage
+from nuclick_core.data.labelled import LabelledImage
+from nuclick_core.data.marks import MARKS
+from nuclick_core.evaluation.evaluate import ImageResult
+from nuclick_core.io.files import atomic_path
 
 PAPER_NUCLEI = {"aji": 0.834, "dice": 0.912, "pq": 0.838}  # NuClick paper, MoNuSeg, full network
 #: The paper's figures (full network) per object type: (row name, figures).
@@ -193,49 +194,6 @@ def write_report(
         )
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(parts) + "\n")
-
-
-def instance_overlay(
-    rgb: np.ndarray,
-    instances,
-    clicks_xy: np.ndarray,
-    *,
-    origin: tuple[int, int] = (0, 0),
-    downsample: float = 1.0,
-) -> np.ndarray:
-    """Instance outlines (yellow) and clicks (red: instance ok, blue: none) on ``rgb``.
-
-    Parameters
-    ----------
-    rgb : uint8 (H, W, 3), the level-0 region at ``origin`` (x, y) read at ``downsample``.
-    instances : instance table (one row per click, same order as ``clicks_xy``).
-    clicks_xy : float (N, 2) level-0 click positions.
-    """
-    from shapely import affinity
-
-    from nuclick_core.io.instances import label_mask
-
-    h, w = rgb.shape[:2]
-    ox, oy = origin
-    shifted = instances.copy()
-    shifted["geometry"] = [
-        affinity.translate(g, -ox, -oy) if g is not None else None
-        for g in instances.geometry.values
-    ]
-    labels = label_mask(
-        shifted, int(np.ceil(w * downsample)), int(np.ceil(h * downsample)), downsample=downsample
-    )[:h, :w]
-    out = rgb.copy()
-    out[find_boundaries(labels, mode="inner")] = (255, 230, 0)
-    ok = (instances["status"] == "ok").to_numpy()
-    cols = np.floor((clicks_xy[:, 0] - ox) / downsample).astype(int)
-    rows = np.floor((clicks_xy[:, 1] - oy) / downsample).astype(int)
-    for r, c, good in zip(rows, cols, ok, strict=True):
-        if 0 <= r < h and 0 <= c < w:
-            out[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2] = (
-                (230, 0, 0) if good else (0, 90, 255)
-            )
-    return out
 
 
 def write_run_report(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from nuclick_core.inference.signals import point_map
+from nuclick_core.inference.signals import network_input, point_map
 
 
 @dataclass(frozen=True)
@@ -92,13 +92,11 @@ def build_inputs(
     u0, v0 = plan.region[:2]
     half = patch_size // 2
     out = np.empty((len(plan.click_index), 5, patch_size, patch_size), np.float32)
-    centre = np.array([[half, half]], np.float64)
+    size = (patch_size, patch_size)
+    inclusion = point_map(size, np.array([[half, half]], np.float64))
     for k, (idx, origin) in enumerate(zip(plan.click_index, plan.origin_uv, strict=True)):
         c0, r0 = origin[0] - u0, origin[1] - v0
         rgb = region_rgb[r0 : r0 + patch_size, c0 : c0 + patch_size]
-        out[k, :3] = rgb.transpose(2, 0, 1) / np.float32(255.0)
-        out[k, 3] = point_map((patch_size, patch_size), centre)
-        excl = point_map((patch_size, patch_size), exclusion.others(int(idx), origin, patch_size))
-        excl[half, half] = 0.0
-        out[k, 4] = excl
+        others = point_map(size, exclusion.others(int(idx), origin, patch_size))
+        out[k] = network_input(rgb, inclusion, others)
     return out

@@ -12,9 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-STATUS_OK = "ok"
-STATUS_EMPTY = "empty"
-STATUS_CLICK_OUTSIDE = "click_outside_mask"
+from nuclick_core.io import status
 
 
 @dataclass(frozen=True)
@@ -77,12 +75,12 @@ def clicked_object(
     fg = prob > params.threshold
     labels, n = ndi.label(fg, structure=_FOUR)
     if n == 0:
-        return np.zeros_like(fg), STATUS_EMPTY
+        return np.zeros_like(fg), status.EMPTY
     sizes = np.bincount(labels.ravel())
     big = sizes >= params.min_size
     big[0] = False
     if not big.any():
-        return np.zeros_like(fg), STATUS_EMPTY
+        return np.zeros_like(fg), status.EMPTY
     r, c = click_rc
     target = labels[r, c] if big[labels[r, c]] else 0
     if target == 0:
@@ -91,11 +89,11 @@ def clicked_object(
         window = labels[r0 : r + radius + 1, c0 : c + radius + 1]
         rr, cc = np.nonzero(big[window])
         if len(rr) == 0:
-            return np.zeros_like(fg), STATUS_CLICK_OUTSIDE
+            return np.zeros_like(fg), status.CLICK_OUTSIDE_MASK
         d2 = (rr + r0 - r) ** 2 + (cc + c0 - c) ** 2
         k = np.lexsort((window[rr, cc], d2))[0]  # nearest; ties to the lower label
         if d2[k] > params.click_tolerance**2:
-            return np.zeros_like(fg), STATUS_CLICK_OUTSIDE
+            return np.zeros_like(fg), status.CLICK_OUTSIDE_MASK
         target = window[rr[k], cc[k]]
     mask = labels == target
-    return fill_small_holes(mask, params.min_hole), STATUS_OK
+    return fill_small_holes(mask, params.min_hole), status.OK

@@ -1,28 +1,23 @@
-"""Models on disk and ONNX Runtime sessions.
+"""The network at inference: the :class:`Predictor` protocol and its ONNX Runtime implementation.
 
-A model is a folder ``models/<name>/`` with ``model.onnx`` and ``model.json`` (its card). The
-registry ``models/registry.json`` names the current model per object type. Inference needs only
-ONNX Runtime, never torch.
+Sessions get their thread count from the CPUs allotted to the job (not the machine's), a fixed
+batch shape (the last batch is padded) and, when asked, test-time augmentation over flips and
+turns. Inference needs only ONNX Runtime, never torch. Model folders and cards are read by
+:mod:`nuclick_core.inference.models`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from nuclick_core.errors import ModelError
-from nuclick_core.inference.postprocess import PostprocessParams
+from nuclick_core.inference.models import ModelCard
 
 log = logging.getLogger(__name__)
-
-MODELS_DIR = Path(os.environ.get("NUCLICK_MODELS", Path(__file__).resolve().parents[2] / "models"))
 
 
 #: (quarter turns, horizontal flip) for test-time augmentation, identity first.
@@ -47,91 +42,6 @@ class Predictor(Protocol):
     patch_size: int
 
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
-
-
-@dataclass
-class ModelCard:
-    """What ``model.json`` says about a model (the fields inference needs, plus the rest)."""
-
-    name: str
-    path: Path
-    object_type: str
-    patch_size: int
-    mpp: float
-    postprocess: PostprocessParams
-    sha256: str
-    tta: int = 1
-    raw: dict = field(default_factory=dict)
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def registry_path(models_dir: Path = MODELS_DIR) -> Path:
-    return models_dir / "registry.json"
-
-
-def read_registry(models_dir: Path = MODELS_DIR) -> dict:
-    path = registry_path(models_dir)
-    if not path.exists():
-        return {"current": {}, "history": []}
-    return json.loads(path.read_text())
-
-
-def resolve_model(
-    name_or_path: str | None, object_type: str, models_dir: Path = MODELS_DIR
-) -> Path:
-    """The model folder for ``name_or_path`` (a folder, a name under ``models_dir``) or, when
-    None, the registry's current model for ``object_type``."""
-    if name_or_path is None:
-        current = read_registry(models_dir).get("current", {})
-        if object_type not in current:
-            raise ModelError(
-                f"no current model for object type {object_type!r} in {registry_path(models_dir)};"
-                " pass --model NAME_OR_PATH or promote a model"
-            )
-        name_or_path = current[object_type]
-    candidate = Path(name_or_path)
-    if candidate.is_file() and candidate.name == "model.onnx":
-        candidate = candidate.parent
-    if not (candidate / "model.json").exists():
-        candidate = models_dir / str(name_or_path)
-    if not (candidate / "model.json").exists() or not (candidate / "model.onnx").exists():
-        raise ModelError(
-            f"model {name_or_path!r} not found: need a folder with model.onnx and model.json "
-            f"(looked in {Path(name_or_path)} and {models_dir / str(name_or_path)})"
-        )
-    return candidate
-
-
-def load_card(model_dir: Path, *, verify: bool = True) -> ModelCard:
-    """Read ``model.json``; with ``verify`` check the ONNX file's sha256 against it."""
-    raw = json.loads((model_dir / "model.json").read_text())
-    try:
-        card = ModelCard(
-            name=raw["name"],
-            path=model_dir,
-            object_type=raw["object_type"],
-            patch_size=int(raw["patch_size"]),
-            mpp=float(raw["mpp"]),
-            postprocess=PostprocessParams(**raw["postprocess"]),
-            sha256=raw["sha256"],
-            tta=int(raw.get("inference", {}).get("tta", 1)),
-            raw=raw,
-        )
-    except (KeyError, TypeError) as exc:
-        raise ModelError(f"{model_dir / 'model.json'} lacks or mistypes a field: {exc}") from exc
-    if verify and sha256_of(model_dir / "model.onnx") != card.sha256:
-        raise ModelError(
-            f"{model_dir / 'model.onnx'} does not match the sha256 in its model.json; "
-            "re-export the model or restore the file"
-        )
-    return card
 
 
 def allotted_cpus() -> int:

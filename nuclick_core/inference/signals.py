@@ -79,23 +79,46 @@ def sample_click(mask: np.ndarray, rng: np.random.Generator, *, inner: float = 0
     return np.array([xs[k], ys[k]], np.float64)
 
 
-def gland_skeleton_signal(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Training squiggle for a gland, as in the paper.
+def network_input(rgb: np.ndarray, inclusion: np.ndarray, exclusion: np.ndarray) -> np.ndarray:
+    """The network's 5-channel input, built here and nowhere else (inference and training).
 
-    The distance transform of the mask is thresholded at a random tau in [0, mu + sigma]
-    (mu, sigma: mean and standard deviation of the distance inside the mask) and the
-    morphological skeleton of what remains is the squiggle.
+    Parameters
+    ----------
+    rgb : uint8 (H, W, 3), scaled by 1/255, or float (H, W, 3) already in [0, 1].
+    inclusion : float (H, W) map of the mark being segmented (click or squiggle).
+    exclusion : float (H, W) map of the other marks; pixels the inclusion map marks are cleared
+        (a mark is never its own neighbour).
+
+    Returns
+    -------
+    float32 (5, H, W): R, G, B, inclusion, exclusion.
+
+    Example
+    -------
+    >>> x = network_input(np.full((4, 4, 3), 255, np.uint8), np.eye(4), np.ones((4, 4)))
+    >>> x.shape, float(x[0, 0, 0]), float(x[4, 0, 0]), float(x[4, 0, 1])
+    ((5, 4, 4), 1.0, 0.0, 1.0)
+    """
+    rgb01 = rgb / np.float32(255.0) if rgb.dtype == np.uint8 else rgb
+    out = np.empty((5, *inclusion.shape), np.float32)
+    out[:3] = rgb01.transpose(2, 0, 1)
+    out[3] = inclusion
+    out[4] = np.where(inclusion > 0, 0, exclusion)
+    return out
+
+
+def gland_skeleton(mask: np.ndarray, *, rng: np.random.Generator | None = None) -> np.ndarray:
+    """A gland's squiggle, as in the paper: the morphological skeleton of ``mask`` after
+    thresholding its distance transform at tau.
+
+    With ``rng`` (training) tau is drawn from [0, mu + sigma] (mu, sigma: mean and standard
+    deviation of the distance inside the mask), anew each time; without it tau is mu (the
+    evaluation squiggle, the middle of the training range).
 
     Returns
     -------
     bool (H, W) skeleton; never empty for a non-empty mask.
     """
-    return gland_skeleton(mask, rng=rng)
-
-
-def gland_skeleton(mask: np.ndarray, *, rng: np.random.Generator | None = None) -> np.ndarray:
-    """Skeleton of ``mask`` after thresholding its distance transform at tau: drawn from
-    [0, mu + sigma] with ``rng`` (training), mu without (the evaluation squiggle)."""
     dist = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
     inside = dist[mask]
     if inside.size == 0:

@@ -19,13 +19,9 @@ import shapely
 from scipy import ndimage as ndi
 from skimage.transform import resize
 
-from nuclick_core.inference.postprocess import (
-    STATUS_CLICK_OUTSIDE,
-    STATUS_EMPTY,
-    STATUS_OK,
-    PostprocessParams,
-)
-from nuclick_core.inference.signals import point_map, polyline_map
+from nuclick_core.inference.postprocess import PostprocessParams
+from nuclick_core.inference.signals import network_input, point_map, polyline_map
+from nuclick_core.io import status
 
 _FOUR = ndi.generate_binary_structure(2, 1)
 #: The patch side is the squiggle box's longer side times this factor (the gland reaches beyond
@@ -95,10 +91,7 @@ def squiggle_inputs(
     inclusion = polyline_map((patch_size, patch_size), local)
     pts = (np.floor(other_points) + 0.5 - origin) * s - 0.5 if len(other_points) else other_points
     exclusion = point_map((patch_size, patch_size), np.asarray(pts).reshape(-1, 2))
-    exclusion[inclusion > 0] = 0
-    return np.concatenate([rgb.transpose(2, 0, 1), inclusion[None], exclusion[None]]).astype(
-        np.float32
-    )
+    return network_input(rgb, inclusion, exclusion)
 
 
 def squiggle_object(
@@ -118,12 +111,12 @@ def squiggle_object(
     fg = prob > params.threshold
     labels, n = ndi.label(fg, structure=_FOUR)
     if n == 0:
-        return np.zeros_like(fg), STATUS_EMPTY
+        return np.zeros_like(fg), status.EMPTY
     sizes = np.bincount(labels.ravel())
     touched = np.unique(labels[squiggle])
     touched = touched[(touched > 0) & (sizes[touched] >= params.min_size)]
     if len(touched) == 0:
-        return np.zeros_like(fg), STATUS_CLICK_OUTSIDE
+        return np.zeros_like(fg), status.CLICK_OUTSIDE_MASK
     mask = np.isin(labels, touched)
     holes, m = ndi.label(~mask, structure=_FOUR)
     if m:
@@ -134,7 +127,7 @@ def squiggle_object(
         fill[0] = False
         fill[border] = False
         mask |= fill[holes]
-    return mask, STATUS_OK
+    return mask, status.OK
 
 
 def upscale(prob: np.ndarray, side: int) -> np.ndarray:

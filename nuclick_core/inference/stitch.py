@@ -17,7 +17,8 @@ import shapely
 from scipy import ndimage as ndi
 from shapely import affinity
 
-STATUS_LOST = "lost_to_neighbour"
+from nuclick_core.io import status
+
 _FOUR = ndi.generate_binary_structure(2, 1)
 
 
@@ -167,3 +168,53 @@ def mask_to_polygon(mask: np.ndarray, row0: int, col0: int, f: float) -> shapely
     if f != 1.0:
         geom = affinity.scale(geom, xfact=f, yfact=f, origin=(0, 0))
     return geom
+
+
+class Settler:
+    """Holds instances until no later patch can reach them, then settles their overlaps and
+    turns them into level-0 polygons; memory is bounded by a band of tiles, not the slide.
+
+    ``settle`` is :func:`resolve_overlaps` (or :func:`paste_last_wins` for the paper's
+    comparison); ``f`` is level-0 pixels per grid pixel. Results land in ``geoms``, ``score``
+    and ``status`` (arrays over the click table's rows, owned by the engine).
+    """
+
+    def __init__(
+        self,
+        settle: Callable[..., dict[int, np.ndarray | None]],
+        f: float,
+        slide_box: shapely.Geometry,
+        geoms: list,
+        score: np.ndarray,
+        status_of: np.ndarray,
+    ) -> None:
+        self.settle, self.f, self.slide_box = settle, f, slide_box
+        self.geoms, self.score, self.status = geoms, score, status_of
+        self.held: list[PatchInstance] = []
+        self.settled: set[int] = set()
+        self.peak = 0
+
+    def add(self, inst: PatchInstance) -> None:
+        self.held.append(inst)
+        self.peak = max(self.peak, len(self.held))
+
+    def flush(self, frontier: float, patch_size: int) -> None:
+        """Settle held instances that lie above ``frontier`` (no later patch reaches them);
+        forget those no unsettled instance can overlap any more."""
+        targets = [
+            k
+            for k, inst in enumerate(self.held)
+            if inst.box[2] <= frontier and inst.click_id not in self.settled
+        ]
+        for k, mask in zip(targets, self.settle(self.held, targets).values(), strict=True):
+            inst = self.held[k]
+            self.settled.add(inst.click_id)
+            if mask is None:
+                self.status[inst.click_id] = status.LOST_TO_NEIGHBOUR
+                continue
+            poly = mask_to_polygon(mask, inst.row0, inst.col0, self.f)
+            if not self.slide_box.contains(poly):  # a grid pixel may overhang the last pixel
+                poly = poly.intersection(self.slide_box)
+            self.geoms[inst.click_id] = poly
+            self.score[inst.click_id] = float(inst.prob[mask].mean())
+        self.held = [i for i in self.held if i.box[2] + patch_size > frontier]

@@ -21,6 +21,7 @@ and ``"gland"`` for squiggles.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ import shapely
 
 from nuclick_core.errors import AnnotationError
 from nuclick_core.io._readers import OBJECTS, READERS, Mark
+from nuclick_core.io.files import atomic_path
 
 POINT_OBJECTS = ("nucleus", "cell")
 COLUMNS = ("click_id", "kind", "object", "label", "source", "geometry")
@@ -295,3 +297,21 @@ def validate_clicks(
         )
     _check_duplicates(table, path)
     return table
+
+
+def write_points(xy: np.ndarray, path: Path | str) -> None:
+    """Write level-0 points (x, y) float (N, 2) as marks: ``.geojson``/``.json`` gives one
+    QuPath MultiPoint annotation classified ``Nucleus``, anything else a CSV with ``x,y``."""
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
+        if path.suffix.lower() in (".geojson", ".json"):
+            points = [[round(float(x), 1), round(float(y), 1)] for x, y in xy]
+            feature = {
+                "type": "Feature",
+                "geometry": {"type": "MultiPoint", "coordinates": points},
+                "properties": {"objectType": "annotation", "classification": {"name": "Nucleus"}},
+            }
+            json.dump({"type": "FeatureCollection", "features": [feature]}, fh)
+        else:
+            fh.write("x,y\n")
+            fh.writelines(f"{x:.1f},{y:.1f}\n" for x, y in xy)

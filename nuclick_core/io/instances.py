@@ -2,16 +2,13 @@
 
 GeoParquet is written with pyarrow directly (WKB geometry, a ``bbox`` covering column, ``crs:
 null`` for pixel coordinates, zstd, spatially sorted row groups) so the file does not depend on
-the installed geopandas version. Files are written to a temporary name and renamed when
-complete.
+the installed geopandas version. Files are written through
+:func:`nuclick_core.io.files.atomic_path`, so they are complete or absent.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import geopandas as gpd
@@ -19,6 +16,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import shapely
+
+from nuclick_core.errors import NuclickError
+from nuclick_core.io import status
+from nuclick_core.io.files import atomic_path
 
 GEOPARQUET_VERSION = "1.1.0"
 ROW_GROUP_SIZE = 8192
@@ -33,27 +34,6 @@ INSTANCE_COLUMNS = (
     "area_um2",
     "source",
 )
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        yield tmp
-        with open(tmp, "rb+") as fh:  # on disk before the rename makes it look finished
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def hilbert_order(xy: np.ndarray, *, bits: int = 16) -> np.ndarray:
@@ -174,7 +154,7 @@ def write_qupath_geojson(table: gpd.GeoDataFrame, path: Path) -> int:
     Rows without a geometry (status other than ok) have nothing to draw and are left out; the
     GeoParquet keeps them.
     """
-    ok = table[(table["status"] == "ok") & table.geometry.notna()]
+    ok = table[(table["status"] == status.OK) & table.geometry.notna()]
     count = 0
     with atomic_path(path) as tmp, open(tmp, "w") as fh:
         fh.write('{"type": "FeatureCollection", "features": [\n')
@@ -211,7 +191,7 @@ def label_mask(
 
     h, w = int(np.ceil(height / downsample)), int(np.ceil(width / downsample))
     out = np.zeros((h, w), np.uint32)
-    ok = table[(table["status"] == "ok") & table.geometry.notna()]
+    ok = table[(table["status"] == status.OK) & table.geometry.notna()]
     for iid, geom in zip(ok["instance_id"], ok.geometry, strict=True):
         for poly in getattr(geom, "geoms", [geom]):
             ext = np.asarray(poly.exterior.coords) / downsample - 0.5
@@ -222,3 +202,40 @@ def label_mask(
                 rr, cc = draw_polygon(hole[:, 1], hole[:, 0], (h, w))
                 out[rr, cc] = np.where(out[rr, cc] == iid, 0, out[rr, cc])
     return out
+
+
+def write_label_tiff(
+    instances: Path | str, out: Path | str, *, downsample: float = 1.0, max_pixels: float = 4e8
+) -> tuple[int, int, int]:
+    """Rasterise an instance table onto its slide's level-0 size / ``downsample`` and write an
+    int32 TIFF label mask (pixel value = instance_id, 0 background); returns (width, height,
+    instances drawn).
+
+    Raises
+    ------
+    NuclickError
+        The table has no slide size in its metadata, or the mask exceeds ``max_pixels``.
+    """
+    from PIL import Image
+
+    slide = read_provenance(Path(instances)).get("slide", {})
+    if "width" not in slide:
+        raise NuclickError(
+            f"{instances} has no slide size in its metadata; was it written by nuclick segment?"
+        )
+    w, h = slide["width"] / downsample, slide["height"] / downsample
+    if w * h > max_pixels:
+        raise NuclickError(
+            f"a {int(w)}x{int(h)} label mask exceeds --max-pixels {max_pixels}; "
+            "pass a larger --downsample (e.g. 4 or 16)"
+        )
+    labels = label_mask(
+        read_instances(Path(instances)), slide["width"], slide["height"], downsample=downsample
+    )
+    if labels.max(initial=0) > np.iinfo(np.int32).max:
+        raise NuclickError("instance ids exceed the int32 range of a TIFF label image")
+    with atomic_path(Path(out)) as tmp:
+        Image.fromarray(labels.astype(np.int32), mode="I").save(
+            tmp, format="TIFF", compression="tiff_adobe_deflate"
+        )
+    return labels.shape[1], labels.shape[0], len(np.unique(labels)) - 1

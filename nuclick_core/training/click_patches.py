@@ -13,17 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from nuclick_core.inference.signals import point_map, sample_click
+from nuclick_core.data.labelled import LabelledImage, crop
+from nuclick_core.inference.signals import network_input, point_map, sample_click
 from nuclick_core.training.augment import flip_rotate, photometric
-
-
-@dataclass(frozen=True)
-class LabelledImage:
-    """An RGB image (H, W, 3) uint8 with its instance labels (H, W) int (0 = background)."""
-
-    name: str
-    image: np.ndarray
-    labels: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -51,17 +43,6 @@ def index_objects(images: list[LabelledImage], *, min_area: int = 8) -> list[Obj
             bbox = (sl[0].start, sl[1].start, sl[0].stop, sl[1].stop)
             refs.append(ObjectRef(i, lab, bbox, (float(cx), float(cy))))
     return refs
-
-
-def crop(array: np.ndarray, row0: int, col0: int, size: int, fill: float) -> np.ndarray:
-    """Crop ``size`` x ``size`` at (row0, col0), filling outside the array with ``fill``."""
-    h, w = array.shape[:2]
-    out = np.full((size, size, *array.shape[2:]), fill, dtype=array.dtype)
-    r0, c0 = max(row0, 0), max(col0, 0)
-    r1, c1 = min(row0 + size, h), min(col0 + size, w)
-    if r1 > r0 and c1 > c0:
-        out[r0 - row0 : r1 - row0, c0 - col0 : c1 - col0] = array[r0:r1, c0:c1]
-    return out
 
 
 def near_miss_click(
@@ -176,14 +157,12 @@ class ClickPatchSampler:
         size = (self.patch_size, self.patch_size)
         inclusion = point_map(size, (click_xy - np.array([col0, row0]))[None])
         exclusion = point_map(size, pts)
-        exclusion[inclusion > 0] = 0
         if self.augment:
             img = photometric(img, rng)
             img, inclusion, exclusion, target, others = flip_rotate(
                 [img, inclusion, exclusion, target, others], rng
             )
-        x = np.concatenate([img.transpose(2, 0, 1), inclusion[None], exclusion[None]], 0)
-        return x.astype(np.float32), target[None], others[None]
+        return network_input(img, inclusion, exclusion), target[None], others[None]
 
     def batch(
         self, indices: np.ndarray, rng: np.random.Generator

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from nuclick_core.errors import ModelError
-from nuclick_core.inference.runtime import sha256_of
+from nuclick_core.io.files import atomic_path, sha256_file, write_text_atomic
 from nuclick_core.training.network import NuClick, count_parameters
 
 PARITY_TOLERANCE = 1e-4
@@ -33,18 +32,17 @@ def export_onnx(net: NuClick, path: Path, *, patch_size: int, opset: int = 17) -
     """
     net = net.eval()
     dummy = torch.zeros(2, 5, patch_size, patch_size)
-    tmp = path.with_suffix(".onnx.tmp")
-    torch.onnx.export(
-        _WithSigmoid(net),
-        (dummy,),
-        str(tmp),
-        input_names=["input"],
-        output_names=["prob"],
-        dynamic_axes={"input": {0: "batch"}, "prob": {0: "batch"}},
-        opset_version=opset,
-        dynamo=False,
-    )
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.onnx.export(
+            _WithSigmoid(net),
+            (dummy,),
+            str(tmp),
+            input_names=["input"],
+            output_names=["prob"],
+            dynamic_axes={"input": {0: "batch"}, "prob": {0: "batch"}},
+            opset_version=opset,
+            dynamo=False,
+        )
 
 
 def parity(
@@ -111,8 +109,8 @@ def export_model(
         },
         "parity_max_abs_diff": diff,
         "exported": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "sha256": sha256_of(onnx_path),
+        "sha256": sha256_file(onnx_path),
         **(card_extra or {}),
     }
-    (out_dir / "model.json").write_text(json.dumps(card, indent=2) + "\n")
+    write_text_atomic(out_dir / "model.json", json.dumps(card, indent=2) + "\n")
     return card

@@ -2,7 +2,7 @@
 
 Each sample is one gland: its squiggle is the skeleton of the gland after thresholding its
 distance transform at a random tau
-(:func:`nuclick_core.inference.signals.gland_skeleton_signal`), drawn anew each
+(:func:`nuclick_core.inference.signals.gland_skeleton`), drawn anew each
 time; the patch is planned exactly as at inference (:func:`plan_box`: relaxed to the patch
 size, or the box doubled and down-scaled); the exclusion map holds one interior pixel of each
 other gland in the patch.
@@ -13,10 +13,16 @@ from __future__ import annotations
 import numpy as np
 from skimage.transform import resize
 
-from nuclick_core.inference.signals import gland_skeleton_signal, point_map, sample_click
+from nuclick_core.data.labelled import LabelledImage, crop
+from nuclick_core.inference.signals import (
+    gland_skeleton,
+    network_input,
+    point_map,
+    sample_click,
+)
 from nuclick_core.inference.squiggles import plan_box
 from nuclick_core.training.augment import flip_rotate, photometric
-from nuclick_core.training.click_patches import LabelledImage, crop, index_objects
+from nuclick_core.training.click_patches import index_objects
 
 
 class GlandPatchSampler:
@@ -39,7 +45,7 @@ class GlandPatchSampler:
         ref = self.objects[index]
         item = self.images[ref.image_index]
         r0, c0, r1, c1 = ref.bbox
-        skeleton = gland_skeleton_signal(item.labels[r0:r1, c0:c1] == ref.label, rng)
+        skeleton = gland_skeleton(item.labels[r0:r1, c0:c1] == ref.label, rng=rng)
         rows, cols = np.nonzero(skeleton)
         pts = np.column_stack([cols + c0, rows + r0]).astype(np.float64)
         plan = plan_box(pts.min(0), pts.max(0), self.patch_size)
@@ -56,7 +62,6 @@ class GlandPatchSampler:
         for other in np.unique(lab[others_mask]):
             excl_pts.append(sample_click(lab == other, rng))
         exclusion = point_map((p, p), (np.array(excl_pts).reshape(-1, 2) + 0.5) * s - 0.5)
-        exclusion[inclusion > 0] = 0
         others = others_mask.astype(np.float32)
         if side != p:
             img = resize(img, (p, p), order=1, anti_aliasing=True, preserve_range=True)
@@ -67,8 +72,7 @@ class GlandPatchSampler:
             img, inclusion, exclusion, target, others = flip_rotate(
                 [img, inclusion, exclusion, target, others], rng
             )
-        x = np.concatenate([img.transpose(2, 0, 1), inclusion[None], exclusion[None]], 0)
-        return x.astype(np.float32), target[None], others[None]
+        return network_input(img, inclusion, exclusion), target[None], others[None]
 
     def batch(self, indices: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
         parts = [self.sample(int(i), rng) for i in indices]

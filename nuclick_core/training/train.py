@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -20,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from nuclick_core.errors import ModelError
+from nuclick_core.io.files import atomic_path, write_text_atomic
 from nuclick_core.training.network import NuClick
 from nuclick_core.training.widen import widen
 
@@ -70,8 +70,8 @@ class TrainConfig:
     width: float = 0.25
     patch_size: int = 128
     batch_size: int = 16
-    epochs: int = 20
-    steps_per_epoch: int = 400
+    epochs: int = 14
+    steps_per_epoch: int = 450
     lr: float = 3e-3
     weight_decay: float = 5e-5
     seed: int = 0
@@ -83,9 +83,8 @@ class TrainConfig:
 
 
 def _save_atomic(obj: object, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def evaluate_dice(
@@ -204,5 +203,5 @@ def train(
             best = dice
             _save_atomic(state, out_dir / "best.pt")
         _save_atomic(state, last)
-        (out_dir / "history.json").write_text(json.dumps(history, indent=1))
+        write_text_atomic(out_dir / "history.json", json.dumps(history, indent=1))
     return out_dir / "best.pt"

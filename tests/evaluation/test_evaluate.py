@@ -10,20 +10,16 @@ import shapely
 from scipy import ndimage as ndi
 from skimage.draw import disk
 
+from nuclick_core.data.labelled import LabelledImage
+from nuclick_core.data.marks import centroid_clicks, ground_truth_marks, skeleton_lines
 from nuclick_core.data.synth import nuclei_scene
 from nuclick_core.errors import AnnotationError
-from nuclick_core.evaluation.evaluate import (
-    centroid_clicks,
-    ground_truth_marks,
-    run_evaluation,
-    skeleton_lines,
-)
+from nuclick_core.evaluation.evaluate import run_evaluation
 from nuclick_core.evaluation.report import write_report
 from nuclick_core.inference.engine import ModelGeometry
 from nuclick_core.inference.postprocess import PostprocessParams
 from nuclick_core.inference.signals import gland_skeleton, polyline_map
 from nuclick_core.io.annotations import squiggle_table
-from nuclick_core.training.click_patches import LabelledImage
 from tests.conftest import DarknessPredictor
 
 

@@ -7,8 +7,9 @@ import pytest
 import shapely
 
 from nuclick_core.inference.engine import ModelGeometry, RunOptions, segment_clicks
+from nuclick_core.inference.models import load_card
 from nuclick_core.inference.postprocess import PostprocessParams
-from nuclick_core.inference.runtime import OnnxPredictor, load_card
+from nuclick_core.inference.runtime import OnnxPredictor
 from nuclick_core.io.slides import open_slide
 from tests.conftest import DarknessPredictor, click_table
 
@@ -45,7 +46,7 @@ def test_disks_are_segmented_without_overlap(demo_scene) -> None:
     slide = open_slide(path, mpp=0.5, fallback_mpp=0.5)
     table = segment_clicks(
         slide, click_table(centres), DarknessPredictor(64), ModelGeometry(64, 0.5, PARAMS)
-    )
+    ).table
     _assert_contract(table, len(centres))
     assert (table["status"] == "ok").all()
     # an isolated disk of radius 8 has area ~201 px; touching pairs split between them
@@ -68,7 +69,7 @@ def test_tiled_equals_single_region_and_batch_independent(demo_scene, batch_size
         geom,
         batch_size=1,
         options=RunOptions(tile=100000),
-    )
+    ).table
     pred = DarknessPredictor(64)
     got = segment_clicks(
         slide,
@@ -77,7 +78,7 @@ def test_tiled_equals_single_region_and_batch_independent(demo_scene, batch_size
         geom,
         batch_size=batch_size,
         options=RunOptions(tile=tile),
-    )
+    ).table
     assert max(pred.calls) <= batch_size
     assert _geometries_equal(ref, got)
 
@@ -89,7 +90,7 @@ def test_resampled_slide_tiling_and_scaling(demo_scene) -> None:
     geom = ModelGeometry(64, 0.5, PARAMS)
     one = segment_clicks(
         slide, click_table(centres), DarknessPredictor(64), geom, options=RunOptions(tile=100000)
-    )
+    ).table
     tiled = segment_clicks(
         slide,
         click_table(centres),
@@ -97,7 +98,7 @@ def test_resampled_slide_tiling_and_scaling(demo_scene) -> None:
         geom,
         batch_size=5,
         options=RunOptions(tile=20),
-    )
+    ).table
     assert _geometries_equal(one, tiled)
     iso = one.iloc[[2, 5, 6, 7, 8, 11]]
     assert np.allclose(iso["area_px"], np.pi * 8**2, rtol=0.3)  # level-0 px, not model px
@@ -120,7 +121,7 @@ def test_onnx_batch_sizes_agree(demo_scene, tiny_model) -> None:
                 geom,
                 batch_size=bs,
                 options=RunOptions(tile=tile),
-            )
+            ).table
         )
     assert _geometries_equal(results[0], results[1])
     assert _geometries_equal(results[0], results[2])
@@ -132,7 +133,7 @@ def test_statuses_for_marks_that_cannot_be_segmented(demo_scene) -> None:
     xy = np.vstack([centres[:2], [[5000, 10]], [[395, 5]], [[-3, 40]]])
     table = segment_clicks(
         slide, click_table(xy), DarknessPredictor(64), ModelGeometry(64, 0.5, PARAMS)
-    )
+    ).table
     assert table["status"].tolist()[:2] == ["ok", "ok"]
     assert table["status"].iloc[2] == "outside_slide"
     assert table["status"].iloc[3] == "on_background"  # white glass
@@ -145,7 +146,7 @@ def test_empty_click_table(demo_scene) -> None:
     slide = open_slide(path, mpp=0.5, fallback_mpp=0.5)
     table = segment_clicks(
         slide, click_table(np.zeros((0, 2))), DarknessPredictor(64), ModelGeometry(64, 0.5, PARAMS)
-    )
+    ).table
     assert len(table) == 0
 
 
@@ -159,10 +160,15 @@ def test_memory_is_bounded_by_a_band_of_tiles(tmp_path) -> None:
     Image.fromarray(disks_image(shape=(1240, 160), centres=centres, radius=6)).save(path)
     slide = open_slide(path, mpp=0.5, fallback_mpp=0.5)
     geom = ModelGeometry(64, 0.5, PARAMS)
-    streamed = RunOptions(tile=64)
-    a = segment_clicks(
-        slide, click_table(centres), DarknessPredictor(64), geom, batch_size=8, options=streamed
+    streamed = segment_clicks(
+        slide,
+        click_table(centres),
+        DarknessPredictor(64),
+        geom,
+        batch_size=8,
+        options=RunOptions(tile=64),
     )
+    a = streamed.table
     b = segment_clicks(
         slide,
         click_table(centres),
@@ -170,7 +176,7 @@ def test_memory_is_bounded_by_a_band_of_tiles(tmp_path) -> None:
         geom,
         batch_size=8,
         options=RunOptions(tile=100000),
-    )
+    ).table
     assert _geometries_equal(a, b)
     assert (a["status"] == "ok").all()
-    assert streamed.stats["peak_held_instances"] < len(centres) / 3
+    assert streamed.stats.peak_held_instances < len(centres) / 3

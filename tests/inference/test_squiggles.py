@@ -47,7 +47,7 @@ def _run(tmp_path, img, lines):
     path = tmp_path / "g.png"
     Image.fromarray(img).save(path)
     slide = open_slide(path, mpp=1.0, fallback_mpp=1.0)
-    return segment_clicks(slide, _table(lines), DarkPredictor(), GEOM, batch_size=2)
+    return segment_clicks(slide, _table(lines), DarkPredictor(), GEOM, batch_size=2).table
 
 
 def test_plan_relaxes_small_boxes_and_scales_large_ones() -> None:
@@ -110,7 +110,7 @@ def test_clicks_are_unsupported_for_a_gland_model(tmp_path) -> None:
         geometry=[shapely.Point(40, 40)],
         crs=None,
     )
-    table = segment_clicks(slide, clicks, DarkPredictor(), GEOM)
+    table = segment_clicks(slide, clicks, DarkPredictor(), GEOM).table
     assert table["status"].tolist() == ["unsupported_mark"]
 
 
@@ -143,8 +143,8 @@ def test_squiggle_object_needs_the_squiggle_on_foreground() -> None:
 
 
 def test_gland_training_patches_follow_the_inference_plan() -> None:
+    from nuclick_core.data.labelled import LabelledImage
     from nuclick_core.data.synth import glands_scene
-    from nuclick_core.training.click_patches import LabelledImage
     from nuclick_core.training.gland_patches import GlandPatchSampler
 
     s = glands_scene(size=(256, 256), n_glands=3, seed=0, radius_range=(30, 60), rim_width=(8, 14))

@@ -88,7 +88,8 @@ def test_exported_model_has_no_same_upper_autopad(tmp_path) -> None:
 def test_test_time_augmentation_over_all_views_is_equivariant(tiny_model) -> None:
     """Averaging over the whole dihedral group, each view mapped back, makes the prediction of
     a turned or flipped patch the turned or flipped prediction: a wrong inverse breaks this."""
-    from nuclick_core.inference.runtime import OnnxPredictor, load_card
+    from nuclick_core.inference.models import load_card
+    from nuclick_core.inference.runtime import OnnxPredictor
 
     card = load_card(tiny_model)
     tta = OnnxPredictor(card, batch_size=4, threads=1, tta=8)

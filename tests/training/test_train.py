@@ -12,8 +12,8 @@ torch = pytest.importorskip("torch")
 
 from nuclick_core.data.synth import nuclei_scene  # noqa: E402
 from nuclick_core.errors import ModelError  # noqa: E402
-from nuclick_core.inference.runtime import load_card  # noqa: E402
-from nuclick_core.inference.signals import gland_skeleton_signal, sample_click  # noqa: E402
+from nuclick_core.inference.models import load_card  # noqa: E402
+from nuclick_core.inference.signals import gland_skeleton, sample_click  # noqa: E402
 from nuclick_core.training.click_patches import (  # noqa: E402
     ClickPatchSampler,
     LabelledImage,
@@ -48,7 +48,7 @@ def test_gland_signal_is_a_skeleton_inside_the_mask() -> None:
     rng = np.random.default_rng(1)
     sizes = set()
     for _ in range(10):
-        sk = gland_skeleton_signal(mask, rng)
+        sk = gland_skeleton(mask, rng=rng)
         assert sk.any() and not (sk & ~mask).any()
         sizes.add(int(sk.sum()))
     assert len(sizes) > 1  # a new tau each time

@@ -1,0 +1,268 @@
+"""The two producers of patch instances: point marks (clicks) and squiggles.
+
+Each producer runs the predictor over its marks in fixed batches and yields, after every batch,
+a :class:`PatchBatch`: per mark its status and, when the status is ok, its
+:class:`~nuclick_core.inference.stitch.PatchInstance` on the model grid. The one consumer,
+:func:`nuclick_core.inference.engine.segment_clicks`, records statuses and settles overlaps.
+
+Points stream: a reader thread reads each tile of clicks at the model's mpp and builds their
+5-channel inputs into a bounded queue while the predictor runs. Squiggles get one patch each
+(relaxed to the patch size, or down-scaled when the squiggle is large).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+
+from nuclick_core.inference.patches import ExclusionIndex, PatchPlan, build_inputs
+from nuclick_core.inference.postprocess import PostprocessParams, clicked_object
+from nuclick_core.inference.runtime import Predictor
+from nuclick_core.inference.signals import polyline_map
+from nuclick_core.inference.squiggles import (
+    grid_lines,
+    plan_squiggle,
+    representative_points,
+    squiggle_inputs,
+    squiggle_object,
+    upscale,
+)
+from nuclick_core.inference.stitch import PatchInstance
+from nuclick_core.io import status
+from nuclick_core.io.slides import Slide, read_grid_region
+
+#: A click whose 5x5 neighbourhood has every channel above this (of 1) lies on glass.
+GLASS_LEVEL = 0.85
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The slide resampled to the model's mpp: ``f`` level-0 pixels per grid pixel, and the
+    grid's size."""
+
+    f: float
+    width: int
+    height: int
+
+    @classmethod
+    def of(cls, slide: Slide, model_mpp: float) -> Grid:
+        f = model_mpp / slide.mpp
+        return cls(f, int(np.ceil(slide.width / f)), int(np.ceil(slide.height / f)))
+
+
+@dataclass(frozen=True)
+class PatchBatch:
+    """What a producer hands the consumer after one predictor call.
+
+    results : (row of the click table, status, instance or None) per mark of the batch.
+    frontier : grid rows above this are out of reach of every later patch, so instances there
+        can be settled; None when the producer cannot say (settled at the end).
+    """
+
+    results: list[tuple[int, str, PatchInstance | None]]
+    frontier: float | None
+
+
+def on_glass(batch: np.ndarray, half: int) -> np.ndarray:
+    """bool (N,): the click (at patch pixel (half, half)) lies on bright, unstained glass."""
+    centre = batch[:, :3, half - 2 : half + 3, half - 2 : half + 3]
+    return centre.min(axis=1).mean(axis=(1, 2)) > GLASS_LEVEL
+
+
+def inside_slide(prob: np.ndarray, origin: np.ndarray, grid: Grid) -> np.ndarray:
+    """Zero the probabilities of patch pixels that lie outside the slide (white padding)."""
+    u0, v0 = int(origin[0]), int(origin[1])
+    p = prob.shape[0]
+    if u0 >= 0 and v0 >= 0 and u0 + p <= grid.width and v0 + p <= grid.height:
+        return prob
+    prob = prob.copy()
+    prob[: max(0, -v0)] = 0
+    prob[max(0, grid.height - v0) :] = 0
+    prob[:, : max(0, -u0)] = 0
+    prob[:, max(0, grid.width - u0) :] = 0
+    return prob
+
+
+def _reader(
+    slide: Slide,
+    plans: list[PatchPlan],
+    exclusion: ExclusionIndex,
+    model_mpp: float,
+    patch_size: int,
+    out: queue.Queue,
+    stop: threading.Event,
+    chunk: int,
+) -> None:
+    try:
+        for plan in plans:
+            if stop.is_set():
+                return
+            region = read_grid_region(slide, *plan.region, target_mpp=model_mpp)
+            # Inputs are built and queued a chunk at a time, so a dense tile does not hold
+            # every patch of the tile in memory at once.
+            for k in range(0, len(plan.click_index), chunk):
+                part = PatchPlan(
+                    plan.click_index[k : k + chunk], plan.origin_uv[k : k + chunk], plan.region
+                )
+                if stop.is_set():
+                    return
+                out.put((part, build_inputs(region, part, exclusion, patch_size)))
+        out.put(None)
+    except BaseException as exc:  # hand the error to the consumer, which re-raises it
+        out.put(exc)
+
+
+def _batches(
+    source: queue.Queue, batch_size: int
+) -> Iterator[tuple[list[tuple[int, np.ndarray]], np.ndarray]]:
+    """Regroup per-tile inputs into batches of ``batch_size`` (the last may be smaller)."""
+    meta: list[tuple[int, np.ndarray]] = []
+    rows: list[np.ndarray] = []  # one (5, P, P) view per held patch; no copy until batching
+    while True:
+        item = source.get()
+        if isinstance(item, BaseException):
+            raise item
+        if item is not None:
+            plan, inputs = item
+            meta.extend(zip(plan.click_index.tolist(), plan.origin_uv, strict=True))
+            rows.extend(inputs)
+        while len(rows) >= batch_size or (item is None and rows):
+            n = min(batch_size, len(rows))
+            yield meta[:n], np.stack(rows[:n])
+            meta, rows = meta[n:], rows[n:]
+        if item is None:
+            return
+
+
+def point_instances(
+    slide: Slide,
+    plans: list[PatchPlan],
+    exclusion: ExclusionIndex,
+    predictor: Predictor,
+    *,
+    grid: Grid,
+    model_mpp: float,
+    patch_size: int,
+    params: PostprocessParams,
+    batch_size: int,
+    queue_size: int,
+) -> Iterator[PatchBatch]:
+    """Patch instances of the clicks in ``plans`` (tiles in row-major order), a batch at a time."""
+    q: queue.Queue = queue.Queue(maxsize=queue_size)
+    stop = threading.Event()
+    reader = threading.Thread(
+        target=_reader,
+        args=(slide, plans, exclusion, model_mpp, patch_size, q, stop, batch_size),
+        daemon=True,
+    )
+    # Rows above `frontier[k]` are out of reach of every patch after the k-th.
+    tops = np.concatenate([p.origin_uv[:, 1] for p in plans]) if plans else np.zeros(0)
+    frontier = np.append(np.minimum.accumulate(tops[::-1])[::-1], np.inf)
+    half = patch_size // 2
+    done = 0
+    reader.start()
+    try:
+        for meta, batch in _batches(q, batch_size):
+            probs = predictor(batch)
+            glass = on_glass(batch, half)
+            results: list[tuple[int, str, PatchInstance | None]] = []
+            for (idx, origin), prob, bg in zip(meta, probs, glass, strict=True):
+                if bg:
+                    results.append((idx, status.ON_BACKGROUND, None))
+                    continue
+                prob = inside_slide(prob, origin, grid)
+                mask, st = clicked_object(prob, (half, half), params)
+                if st != status.OK:
+                    results.append((idx, st, None))
+                    continue
+                rows, cols = np.nonzero(mask)
+                r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+                inst = PatchInstance(
+                    click_id=int(idx),
+                    row0=int(origin[1] + r0),
+                    col0=int(origin[0] + c0),
+                    mask=mask[r0:r1, c0:c1],
+                    prob=prob[r0:r1, c0:c1].astype(np.float32),
+                    click_rc=(int(origin[1] + half), int(origin[0] + half)),
+                )
+                results.append((idx, st, inst))
+            done += len(meta)
+            yield PatchBatch(results, float(frontier[done]))
+    finally:
+        stop.set()
+        while reader.is_alive():  # unblock a reader waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                reader.join(0.05)
+
+
+def squiggle_instances(
+    slide: Slide,
+    squiggles: list[shapely.Geometry],
+    rows: np.ndarray,
+    predictor: Predictor,
+    *,
+    grid: Grid,
+    model_mpp: float,
+    patch_size: int,
+    params: PostprocessParams,
+    batch_size: int,
+    exclusion: bool = True,
+) -> Iterator[PatchBatch]:
+    """Patch instances of the squiggles (level-0 (Multi)LineStrings; ``rows`` their rows of
+    the click table), one patch each, a batch at a time; with ``exclusion=False`` the
+    exclusion maps stay blank."""
+    p = patch_size
+    lines = [grid_lines(g, grid.f) for g in squiggles]
+    plans = [plan_squiggle(ln, p) for ln in lines]
+    for start in range(0, len(rows), batch_size):
+        chunk = range(start, min(start + batch_size, len(rows)))
+        inputs = np.stack(
+            [
+                squiggle_inputs(
+                    read_grid_region(
+                        slide,
+                        *plans[k].origin_uv,
+                        plans[k].side,
+                        plans[k].side,
+                        target_mpp=model_mpp,
+                    ),
+                    lines[k],
+                    representative_points(lines, plans[k], k) if exclusion else np.zeros((0, 2)),
+                    plans[k],
+                    p,
+                )
+                for k in chunk
+            ]
+        )
+        results: list[tuple[int, str, PatchInstance | None]] = []
+        for k, prob in zip(chunk, predictor(inputs), strict=True):
+            plan, idx = plans[k], int(rows[k])
+            u0, v0 = plan.origin_uv
+            prob = inside_slide(upscale(prob, plan.side), np.array([u0, v0]), grid)
+            local = [ln - np.array([u0, v0]) for ln in lines[k]]
+            drawn = polyline_map((plan.side, plan.side), [np.floor(ln) for ln in local]) > 0
+            mask, st = squiggle_object(prob, drawn, params)
+            if st != status.OK:
+                results.append((idx, st, None))
+                continue
+            rr, cc = np.nonzero(mask)
+            r0, r1, c0, c1 = rr.min(), rr.max() + 1, cc.min(), cc.max() + 1
+            first = np.floor(lines[k][0][0]).astype(int)
+            inst = PatchInstance(
+                click_id=idx,
+                row0=int(v0 + r0),
+                col0=int(u0 + c0),
+                mask=mask[r0:r1, c0:c1],
+                prob=prob[r0:r1, c0:c1],
+                click_rc=(int(first[1]), int(first[0])),
+                anchor=drawn[r0:r1, c0:c1],
+            )
+            results.append((idx, st, inst))
+        yield PatchBatch(results, None)
