@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from nuclick_core.cli.options import parse_offset
-from nuclick_core.data.datasets import read_dataset, shift_images
-from nuclick_core.data.labelled import memory_slide
+from nuclick_core.data.datasets import read_dataset
+from nuclick_core.data.labelled import memory_slide, shift_images
 from nuclick_core.data.marks import centroid_clicks, ground_truth_marks
 from nuclick_core.evaluation.evaluate import score_labels
 from nuclick_core.inference.engine import ModelGeometry, segment_clicks

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from nuclick_core.cli.options import parse_offset
 from nuclick_core.data.cell_canvases import build_canvases, read_cells
-from nuclick_core.data.datasets import read_dataset, shift_images
+from nuclick_core.data.datasets import read_dataset
+from nuclick_core.data.labelled import shift_images
 from nuclick_core.evaluation.evaluate import evaluate_image, mean_figures, model_segmenter
 from nuclick_core.inference.engine import ModelGeometry
 from nuclick_core.inference.models import load_card, resolve_model

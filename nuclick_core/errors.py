@@ -1,4 +1,7 @@
-"""Typed exceptions. Every message names the file, the row or feature, what is wrong and the fix."""
+"""Typed exceptions. Every message names the file, the row or feature, what is wrong and the fix.
+
+Imports nothing of the package; every part of it may import this.
+"""
 
 
 class NuclickError(Exception):

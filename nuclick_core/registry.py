@@ -8,6 +8,9 @@ Dice, PQ, object Dice, F1; lower object Hausdorff, see
 :data:`nuclick_core.evaluation.metrics.HIGHER_IS_BETTER`). The registry is rewritten atomically
 (:func:`nuclick_core.io.files.atomic_path`) and model folders are never deleted, so a rollback is
 a registry change only.
+
+May import: ``nuclick_core.evaluation``, ``nuclick_core.inference``, ``nuclick_core.io`` and
+``nuclick_core.errors`` (never ``training`` or ``cli``).
 """
 
 from __future__ import annotations

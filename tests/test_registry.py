@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
+import yaml
 
 from nuclick_core.cli.main import main
-from nuclick_core.errors import ModelError
+from nuclick_core.errors import ConfigError, ModelError
+from nuclick_core.evaluation.metrics import GLAND_FIGURES, HIGHER_IS_BETTER, METRICS
 from nuclick_core.inference.models import load_card, read_registry
 from nuclick_core.registry import decide, promote, rollback
 
@@ -144,3 +147,39 @@ def test_promote_cli(tmp_path, tiny_model, caplog) -> None:
     )
     assert json.loads(out.read_text())["promoted"] is True
     assert "PROMOTED" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("cand", "cur", "promoted"),
+    [(30.0, 40.0, True), (40.0, 30.0, False), (39.999, 40.0, False)],
+)
+def test_a_lower_is_better_metric_promotes_the_lower_value(cand, cur, promoted) -> None:
+    """Object Hausdorff is a distance: the candidate must be lower by the margin."""
+    d = decide(
+        {"main": {"object_hausdorff": cand}, "data": SET},
+        {"main": {"object_hausdorff": cur}, "data": SET},
+        object_type="gland",
+        candidate="new",
+        current="old",
+        metric="object_hausdorff",
+        margin=0.005,
+    )
+    assert d.promoted is promoted, d.reason
+    assert "lower is better" in d.reason
+
+
+def test_unknown_metric_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="unknown metric 'ajj'"):
+        decide({"main": {}}, None, object_type="nucleus", candidate="a", current=None, metric="ajj")
+
+
+def test_one_list_of_metric_names() -> None:
+    """The gate, the reports and the config schema's enums follow metrics.HIGHER_IS_BETTER."""
+    schema = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text()
+    )
+    enum = schema["properties"]["promote"]["properties"]["metric"]["enum"]
+    per_object = schema["properties"]["train"]["additionalProperties"]["properties"]
+    assert enum == per_object["promote_metric"]["enum"] == list(HIGHER_IS_BETTER)
+    assert set(METRICS) == set(HIGHER_IS_BETTER)
+    assert set(GLAND_FIGURES) == set(HIGHER_IS_BETTER)

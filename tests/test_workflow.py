@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from nuclick_core.training.recipe import TrainRecipe, read_recipe_json
 from tests.conftest import disks_image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -278,9 +280,17 @@ def test_retrain_passes_the_recipe_offset_and_loss_cap(tmp_path: Path):
     cell = [c for c in commands if "--object cell" in c]
     assert nucleus and cell, output_of(run)
     for command in nucleus:
-        assert "--image-offset=-0.25,-0.5" in command, command
+        if not command.startswith("nuclick train"):  # train takes it inside --recipe
+            assert "--image-offset=-0.25,-0.5" in command, command
     (train,) = [c for c in nucleus if c.startswith("nuclick train")]
-    assert "--alpha-max 2" in train and "--near-miss 0.25 " in train, train
+    argv = shlex.split(train)
+    recipe = TrainRecipe.from_mapping(read_recipe_json(argv[argv.index("--recipe") + 1]))
+    assert (recipe.alpha_max, recipe.near_miss) == (2.0, 0.25), train
+    assert recipe.image_offset == (-0.25, -0.5), train
     (export,) = [c for c in commands if c.startswith("nuclick export") and "nucleus-" in c]
     assert "--click-tolerance 5 " in export, export
-    assert not any("--alpha-max" in c or "--image-offset" in c for c in cell), cell
+    assert not any("--image-offset" in c for c in cell), cell
+    (cell_train,) = [c for c in cell if c.startswith("nuclick train")]
+    argv = shlex.split(cell_train)
+    cell_recipe = TrainRecipe.from_mapping(read_recipe_json(argv[argv.index("--recipe") + 1]))
+    assert cell_recipe.alpha_max is None and cell_recipe.format == "cells"

@@ -25,7 +25,8 @@ _RECIPE_FLAGS = [k for k in recipe_defaults() if k != "object"] + ["data", "val_
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from nuclick_core.training.recipe import read_recipe_json, train_from_recipe
+    from nuclick_core.training.recipe import read_recipe_json
+    from nuclick_core.training.run import train_from_recipe
 
     given = {k: getattr(args, k) for k in _RECIPE_FLAGS if hasattr(args, k)}
     base = read_recipe_json(args.recipe) if args.recipe else {}

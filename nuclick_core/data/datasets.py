@@ -1,6 +1,6 @@
 """Training datasets from instance masks in common formats.
 
-Every reader returns a list of :class:`~nuclick_core.training.click_patches.LabelledImage`
+Every reader returns a list of :class:`~nuclick_core.data.labelled.LabelledImage`
 (RGB uint8 image, int32 instance labels with 0 = background) and raises
 :class:`~nuclick_core.errors.DatasetError` naming the file at fault. Supported layouts:
 
@@ -12,7 +12,8 @@ Every reader returns a list of :class:`~nuclick_core.training.click_patches.Labe
 - ``monuseg``: ``NAME.tif|png`` images with ``NAME.xml`` polygon annotations (MoNuSeg XML, with
   MATLAB's 1-based pixel coordinates).
 
-Suffixes match case-insensitively (``NAME.PNG`` is found).
+Suffixes match case-insensitively (``NAME.PNG`` is found). :func:`downscale` and
+:func:`shift_images` (in :mod:`nuclick_core.data.labelled`) adapt what the readers return.
 """
 
 from __future__ import annotations
@@ -22,9 +23,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage as ndi
 from skimage.draw import polygon as draw_polygon
-from skimage.transform import resize
 
 from nuclick_core.data.labelled import LabelledImage
 from nuclick_core.errors import DatasetError
@@ -369,51 +368,3 @@ def read_dataset(root: Path, fmt: str, names: Iterable[str] | None = None) -> li
     if missing:
         raise _unknown(root, missing, by_name)
     return [by_name[n] for n in wanted]
-
-
-def downscale(items: list[LabelledImage], factor: float) -> list[LabelledImage]:
-    """The images shrunk by ``factor`` (anti-aliased) with their labels (nearest neighbour).
-
-    Used to train at a coarser grid than the data's own, e.g. glands at 1.24 um/px from GlaS at
-    0.62 um/px; an object that vanishes at the coarser grid simply drops out.
-    """
-    if factor == 1:
-        return items
-    if factor < 1:
-        raise DatasetError(f"downscale factor {factor} is below 1; give 1 or more")
-    out = []
-    for it in items:
-        h, w = it.labels.shape
-        shape = (max(round(h / factor), 1), max(round(w / factor), 1))
-        image = resize(it.image, shape, order=1, anti_aliasing=True, preserve_range=True)
-        labels = resize(it.labels, shape, order=0, anti_aliasing=False, preserve_range=True)
-        out.append(
-            LabelledImage(
-                it.name,
-                np.clip(np.rint(image), 0, 255).astype(np.uint8),
-                labels.astype(it.labels.dtype),
-            )
-        )
-    return out
-
-
-def shift_images(items: list[LabelledImage], dx: float, dy: float) -> list[LabelledImage]:
-    """The images' content moved by (``dx``, ``dy``) pixels (cubic spline resampling), labels
-    unchanged: lines up images with labels that were rasterised off by a fraction of a pixel.
-
-    MoNuSeg's labels, as distributed here, sit on average 0.21 px left of and 0.57 px above the
-    nuclei they outline (``bench/label_alignment.py`` measures it); ``shift_images(items, -0.5,
-    -0.5)`` moves the nuclei onto them to within about 0.3 px. A network trained with flips
-    and rotations cannot learn such an offset (a flip reverses it), so training on misaligned
-    pairs blurs the boundaries it learns.
-    """
-    if dx == 0 and dy == 0:
-        return items
-    if max(abs(dx), abs(dy)) > 4:
-        raise DatasetError(f"image offset ({dx}, {dy}) px is over 4 px; is it in pixels?")
-    out = []
-    for it in items:
-        moved = ndi.shift(it.image.astype(np.float32), (dy, dx, 0), order=3, mode="nearest")
-        image = np.clip(np.rint(moved), 0, 255).astype(np.uint8)
-        out.append(LabelledImage(it.name, image, it.labels))
-    return out

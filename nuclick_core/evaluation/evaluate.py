@@ -20,8 +20,8 @@ import geopandas as gpd
 import numpy as np
 
 from nuclick_core.data.cell_canvases import read_cells, split_cells, validation_canvases
-from nuclick_core.data.datasets import read_dataset, shift_images
-from nuclick_core.data.labelled import LabelledImage, memory_slide
+from nuclick_core.data.datasets import read_dataset
+from nuclick_core.data.labelled import LabelledImage, memory_slide, shift_images
 from nuclick_core.data.marks import MARKS, ground_truth_marks
 from nuclick_core.errors import NuclickError
 from nuclick_core.evaluation import metrics

@@ -85,7 +85,7 @@ def open_run(
     card = load_card(resolve_model(model, object_type))
     if card.object_type != object_type:
         raise NuclickError(
-            f"model {card.name} segments {card.object_type}s but --object is {object_type}; "
+            f"model {card.name} is a {card.object_type} model but --object is {object_type}; "
             "pick a model for that object type"
         )
     annotations = Path(annotations)

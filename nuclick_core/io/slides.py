@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-# openslide must be imported before anything that may load another libopenslide (PITFALLS.md).
+# openslide first: a library imported earlier may load another libopenslide (Debian's libvips
+# brings libopenslide 3.4), which breaks the one openslide-bin ships.
 import openslide
 from PIL import Image
 from scipy import ndimage as ndi

@@ -287,3 +287,15 @@ def test_no_instance_at_all_still_writes_valid_geoparquet(tmp_path, demo_scene, 
     table = gpd.read_parquet(out)
     assert table["status"].tolist() == ["on_background"] * 2
     assert len(gpd.read_parquet(out, bbox=(0, 0, 10, 10))) == 0
+
+
+def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, monkeypatch, caplog) -> None:
+    import nuclick_core.inference.run as run
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "run_slide", interrupted)
+    argv = ["segment", "--slide", "s.png", "--annotations", "a.csv", "--out", "o.parquet"]
+    assert main(argv) == 130
+    assert "interrupted" in caplog.text and "Traceback" not in caplog.text

@@ -392,8 +392,7 @@ def test_unreadable_image(tmp_path: Path) -> None:
 
 
 def test_shift_images_moves_content_not_labels() -> None:
-    from nuclick_core.data.datasets import shift_images
-    from nuclick_core.data.labelled import LabelledImage
+    from nuclick_core.data.labelled import LabelledImage, shift_images
 
     image = np.zeros((40, 40, 3), np.uint8)
     image[10:20, 12:22] = 200
@@ -414,8 +413,7 @@ def test_shift_images_moves_content_not_labels() -> None:
 
 
 def test_shift_images_refuses_offsets_that_are_not_pixels() -> None:
-    from nuclick_core.data.datasets import shift_images
-    from nuclick_core.data.labelled import LabelledImage
+    from nuclick_core.data.labelled import LabelledImage, shift_images
 
     item = LabelledImage("a", np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.int32))
     with pytest.raises(DatasetError, match="over 4 px"):

@@ -6,7 +6,6 @@ Data paths (sample sheet, slides, annotations, results) are relative to the work
 
 import json
 import os
-import re
 import shlex
 import shutil
 import sys
@@ -48,20 +47,7 @@ def read_sample_sheet(path):
     line = {index: index + 2 for index in sheet.index}
     if sheet.empty:
         raise WorkflowError(f"sample sheet {path} has no rows; add one row per slide")
-    try:
-        validate(sheet, "../schemas/samples.schema.yaml")
-    except WorkflowError as exc:
-        # Snakemake names the failing row by its 0-based position; name the line and sample.
-        row = re.search(r"row (\d+) of data frame", str(exc))
-        where = ""
-        if row:
-            index = sheet.index[int(row[1])]
-            where = f" line {line[index]} (sample {sheet.loc[index, 'sample']!r})"
-        raise WorkflowError(
-            f"sample sheet {path}{where} does not match "
-            "workflow/schemas/samples.schema.yaml",
-            exc,
-        ) from exc
+    validate_sheet(sheet, path, line)
     for column in ("mpp", "model"):
         if column not in sheet.columns:
             sheet[column] = pd.NA
@@ -86,6 +72,49 @@ def read_sample_sheet(path):
                     f"the working directory {os.getcwd()})"
                 )
     return sheet.set_index("sample", drop=False)
+
+
+def validate_sheet(sheet, path, line):
+    """Validate the sheet against its schema (filling defaults); on failure, name the line and
+    sample of the first row that fails, found by validating the rows one at a time."""
+    schema = "../schemas/samples.schema.yaml"
+    try:
+        validate(sheet, schema)
+        return
+    except WorkflowError as exc:
+        whole = exc
+    for index in sheet.index:
+        try:
+            validate(sheet.loc[[index]].copy(), schema)
+        except WorkflowError as exc:
+            raise WorkflowError(
+                f"sample sheet {path} line {line[index]} (sample "
+                f"{sheet.loc[index, 'sample']!r}) does not match "
+                "workflow/schemas/samples.schema.yaml",
+                exc,
+            ) from exc
+    raise WorkflowError(
+        f"sample sheet {path} does not match workflow/schemas/samples.schema.yaml",
+        whole,
+    ) from whole
+
+
+def import_package():
+    """The nuclick_core package, which reads the model registry for the workflow: installed
+    (`make run`, `pip install -e .`), or else from this checkout."""
+    try:
+        import nuclick_core.inference.models as models
+    except ImportError:
+        sys.path.insert(0, str(Path(workflow.basedir).resolve()))
+        try:
+            import nuclick_core.inference.models as models
+        except ImportError as exc:
+            raise WorkflowError(
+                "the workflow reads the model registry with the nuclick_core package, which "
+                f"cannot be imported here ({exc}); install the project into the environment "
+                "that runs snakemake (`pip install -e .`, or `make run`)"
+            ) from exc
+    return models
 
 
 def warn_when_nuclick_is_missing():
@@ -202,10 +231,8 @@ wildcard_constraints:
 
 def current_models():
     """Object type -> current model name, from models/registry.json (empty when absent)."""
-    registry = Path(workflow.basedir) / "models" / "registry.json"
-    if not registry.is_file():
-        return {}
-    return json.loads(registry.read_text()).get("current", {})
+    models = import_package()
+    return models.current_models(Path(workflow.basedir) / "models")
 
 
 def current_model_figures(wildcards):
@@ -230,9 +257,10 @@ def image_offset(wildcards):
     return f"--image-offset={dx},{dy}" if (dx, dy) != (0, 0) else ""
 
 
-def alpha_max(wildcards):
-    cap = train_config(wildcards).get("alpha_max")
-    return "" if cap is None else f"--alpha-max {cap}"
+def train_recipe(wildcards):
+    """The object type's training recipe as one JSON value (`nuclick train --recipe`, which
+    validates it)."""
+    return json.dumps(train_config(wildcards), sort_keys=True)
 
 
 def checkpoint_dir(wildcards):

@@ -1,4 +1,5 @@
-"""Segmentation: one `nuclick segment` job per slide (never per tile; see ARCHITECTURE.md)."""
+"""Segmentation: one `nuclick segment` job per slide, never per tile: thousands of tiny jobs are
+what HPC schedulers and Snakemake's DAG handle worst (README, "The workflow")."""
 
 
 rule segment:

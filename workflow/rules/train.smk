@@ -16,22 +16,11 @@ rule train:
         "../../envs/train.yaml"
     threads: config["train_threads"]
     params:
-        cfg=train_config,
+        recipe=train_recipe,
         out=checkpoint_dir,
-        val=lambda wildcards: ",".join(train_config(wildcards)["val_names"]),
         device=config["train_device"],
-        offset=image_offset,
-        alpha=alpha_max,
     shell:
-        "nuclick train --object {wildcards.object} --data {params.cfg[data]:q}"
-        " --format {params.cfg[format]} --val-names {params.val:q}"
-        " --width {params.cfg[width]} --patch-size {params.cfg[patch_size]}"
-        " --epochs {params.cfg[epochs]} --steps-per-epoch {params.cfg[steps_per_epoch]}"
-        " --batch-size {params.cfg[batch_size]} --seed {params.cfg[seed]}"
-        " --click-inner {params.cfg[click_inner]} --downscale {params.cfg[downscale]}"
-        " --near-miss {params.cfg[near_miss]} --near-miss-px {params.cfg[near_miss_px]}"
-        " --canvases {params.cfg[canvases]} --val-objects {params.cfg[val_objects]}"
-        " {params.offset} {params.alpha}"
+        "nuclick train --recipe {params.recipe:q} --object {wildcards.object}"
         " --threads {threads} --device {params.device} --out {params.out:q} > {log:q} 2>&1"
 
 
@@ -49,7 +38,8 @@ rule export_candidate:
         cfg=train_config,
         out=lambda wildcards, output: os.path.dirname(output.onnx),
         # the model runs at the grid it was trained on: the data's mpp times the downscale
-        mpp=lambda wildcards: train_config(wildcards)["mpp"] * train_config(wildcards)["downscale"],
+        mpp=lambda wildcards: train_config(wildcards)["mpp"]
+        * train_config(wildcards)["downscale"],
     shell:
         "nuclick export --checkpoint {input:q} --out {params.out:q} --mpp {params.mpp}"
         " --threshold {params.cfg[threshold]} --min-size {params.cfg[min_size]}"
