@@ -1,4 +1,5 @@
-"""Guiding signals: inclusion and exclusion maps for inference, and training-time sampling.
+"""Guiding signals and the network input: inclusion and exclusion maps, the 5-channel input
+(:func:`network_input`, the one place it is built), and training-time click and squiggle sampling.
 
 All maps are float32 (H, W) in patch-local pixel coordinates (x right, y down, pixel centres at
 integer coordinates). A click at (x, y) sets pixel ``[round(y), round(x)]``.
