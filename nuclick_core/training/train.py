@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from nuclick_core.errors import ModelError
 from nuclick_core.io.files import atomic_path, write_text_atomic
 from nuclick_core.training.network import NuClick
+from nuclick_core.training.recipe import recipe_defaults
 from nuclick_core.training.widen import widen
 
 log = logging.getLogger(__name__)
@@ -62,23 +63,30 @@ def nuclick_loss(
     return (bce + dice).mean()
 
 
+_RECIPE = recipe_defaults()
+
+
 @dataclass
 class TrainConfig:
-    """Everything that decides a training run; stored in checkpoints and the model card."""
+    """Everything that decides a training run; stored in checkpoints and the model card.
 
-    object_type: str = "nucleus"
-    width: float = 0.25
-    patch_size: int = 128
-    batch_size: int = 16
-    epochs: int = 14
-    steps_per_epoch: int = 450
-    lr: float = 3e-3
-    weight_decay: float = 5e-5
-    seed: int = 0
+    The defaults are :class:`~nuclick_core.training.recipe.TrainRecipe`'s (one place); ``extra``
+    records the rest of the recipe (data, images, click sampling).
+    """
+
+    object_type: str = _RECIPE["object"]
+    width: float = _RECIPE["width"]
+    patch_size: int = _RECIPE["patch_size"]
+    batch_size: int = _RECIPE["batch_size"]
+    epochs: int = _RECIPE["epochs"]
+    steps_per_epoch: int = _RECIPE["steps_per_epoch"]
+    lr: float = _RECIPE["lr"]
+    weight_decay: float = _RECIPE["weight_decay"]
+    seed: int = _RECIPE["seed"]
     threads: int = 0
     device: str = "cpu"
-    val_objects: int = 512
-    alpha_max: float | None = None
+    val_objects: int = _RECIPE["val_objects"]
+    alpha_max: float | None = _RECIPE["alpha_max"]
     extra: dict = field(default_factory=dict)
 
 
