@@ -15,6 +15,8 @@ from skimage.segmentation import find_boundaries
 from nuclick_core.data.labelled import LabelledImage
 from nuclick_core.data.marks import MARKS
 from nuclick_core.evaluation.evaluate import ImageResult
+from nuclick_core.evaluation.metrics import HIGHER_IS_BETTER, POINT_FIGURES
+from nuclick_core.io import status
 from nuclick_core.io.files import atomic_path
 
 PAPER_NUCLEI = {"aji": 0.834, "dice": 0.912, "pq": 0.838}  # NuClick paper, MoNuSeg, full network
@@ -24,9 +26,9 @@ PAPER = {
     "cell": ("NuClick paper (full network, WBC canvases)", {"aji": 0.954}),
     "gland": ("NuClick paper (full network, GlaS test A)", {"object_dice": 0.956, "f1": 1.0}),
 }
-METRIC_NAMES = ("aji", "aji_plus", "dice", "pq", "dq", "sq")
 MAX_OVERLAYS = 10  # images shown in a report; the tables cover every image
-GLAND_METRICS = ("object_dice", "object_hausdorff", "f1", "dice", "aji")
+#: Columns of a gland report: the GlaS figures first, then two of the point figures.
+GLAND_COLUMNS = ("object_dice", "object_hausdorff", "f1", "dice", "aji")
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;
@@ -39,7 +41,12 @@ def _table(
     rows: dict[str, dict[str, float]], cols: tuple[str, ...], *, bold_best: bool = True
 ) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in ("", *cols))
-    best = {c: max((r.get(c, float("-inf")) for r in rows.values()), default=0) for c in cols}
+    def best_of(c: str) -> float:
+        values = [r[c] for r in rows.values() if r.get(c) is not None]
+        pick = max if HIGHER_IS_BETTER.get(c, True) else min  # object Hausdorff: lowest
+        return pick(values, default=0)
+
+    best = {c: best_of(c) for c in cols}
     body = []
     for name, r in rows.items():
         cells = []
@@ -116,7 +123,7 @@ def write_report(
     False, for data whose licence does not allow sharing the images)."""
     model = figures.get("model", {})
     obj = str(model.get("object_type", "nucleus"))
-    cols = GLAND_METRICS if obj == "gland" else METRIC_NAMES
+    cols = GLAND_COLUMNS if obj == "gland" else POINT_FIGURES
     parts = [
         f"<!doctype html><meta charset='utf-8'><title>NuClick evaluation: "
         f"{html.escape(str(model.get('name', '')))}</title><style>{CSS}</style>",
@@ -201,7 +208,7 @@ def write_run_report(
 ) -> None:
     """One slide's report without ground truth: statuses, instance sizes, the stability of the
     masks under click jitter, and the overlay image."""
-    ok = instances[instances["status"] == "ok"]
+    ok = instances[instances["status"] == status.OK]
     slide = provenance.get("slide", {})
     package = provenance.get("package", {})
     counts = instances["status"].value_counts().to_dict()
