@@ -16,7 +16,7 @@ from pathlib import Path
 from nuclick_core.cli.options import OBJECTS, add_image_offset, add_run_options, parse_names
 from nuclick_core.data.datasets import FORMATS
 from nuclick_core.evaluation.metrics import HIGHER_IS_BETTER
-from nuclick_core.training.recipe import RECIPE_FORMATS, TrainRecipe, recipe_defaults
+from nuclick_core.training.recipe import BCE_NORMS, RECIPE_FORMATS, TrainRecipe, recipe_defaults
 
 log = logging.getLogger("nuclick")
 
@@ -181,6 +181,12 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--alpha-max",
         type=float,
         help="cap the loss weight alpha (default: uncapped, the paper's equation 1)",
+    )
+    p.add_argument(
+        "--bce-norm",
+        choices=BCE_NORMS,
+        help="weighted BCE over the pixels (pixels: equation 1, the default) or over the "
+        "weights (weights: how the models up to nuclei-light-2 were trained)",
     )
     for flag, kind in (
         ("patch-size", int),

@@ -41,6 +41,7 @@ def _table(
     rows: dict[str, dict[str, float]], cols: tuple[str, ...], *, bold_best: bool = True
 ) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in ("", *cols))
+
     def best_of(c: str) -> float:
         values = [r[c] for r in rows.values() if r.get(c) is not None]
         pick = max if HIGHER_IS_BETTER.get(c, True) else min  # object Hausdorff: lowest

@@ -22,6 +22,8 @@ from nuclick_core.data.datasets import FORMATS
 from nuclick_core.errors import ConfigError
 
 OBJECTS = ("nucleus", "cell", "gland")
+#: How the weighted BCE of equation 1 is normalised (see training.train.nuclick_loss).
+BCE_NORMS = ("pixels", "weights")
 #: Dataset formats a recipe may name: the image datasets plus segmented cells (canvases).
 RECIPE_FORMATS = (*FORMATS, "cells")
 #: Keys of the config's ``train.<object>`` that other steps use (export, evaluation, the gate);
@@ -60,6 +62,7 @@ class TrainRecipe:
     downscale: float = 1.0
     image_offset: tuple[float, float] = (0.0, 0.0)
     alpha_max: float | None = None
+    bce_norm: str = "pixels"
     canvases: int = 400
     init: str | None = None
 
@@ -106,6 +109,7 @@ class TrainRecipe:
             (self.near_miss_px > 0, "near_miss_px", "positive"),
             (self.downscale >= 1, "downscale", "at least 1"),
             (self.alpha_max is None or self.alpha_max >= 1, "alpha_max", "at least 1"),
+            (self.bce_norm in BCE_NORMS, "bce_norm", f"one of {', '.join(BCE_NORMS)}"),
             (self.canvases >= 1, "canvases", "at least 1"),
         ]
         for ok, name, need in rules:
@@ -140,7 +144,7 @@ def _check(name: str, value: Any, where: str) -> Any:
     def bad(need: str) -> ConfigError:
         return ConfigError(f"{where}: {name} = {value!r} must be {need}")
 
-    if name in ("data", "object", "format"):
+    if name in ("data", "object", "format", "bce_norm"):
         if not isinstance(value, str) or not value:
             raise bad("a non-empty string")
         return value

@@ -101,6 +101,7 @@ def train_from_recipe(
         device=device,
         val_objects=recipe.val_objects,
         alpha_max=recipe.alpha_max,
+        bce_norm=recipe.bce_norm,
         extra={
             "data": recipe.data,
             "format": recipe.format,

@@ -23,43 +23,77 @@ def test_light_network_size_and_shape() -> None:
     assert net(torch.zeros(1, 5, 64, 64)).shape == (1, 1, 64, 64)
 
 
-def test_loss_weights_follow_equation_1() -> None:
-    """W = alpha^2 G + alpha G~ + 1, alpha = max(|G~| / |G|, 1), BCE normalised by sum W."""
+def _numpy_loss(z: np.ndarray, g: np.ndarray, o: np.ndarray, norm: str, cap=None) -> float:
+    """Equation 1 by hand, per sample, then the batch mean."""
+    total = 0.0
+    for zk, gk, ok in zip(z, g, o, strict=True):
+        alpha = max(ok.sum() / max(gk.sum(), 1.0), 1.0)
+        alpha = min(alpha, max(cap, 1.0)) if cap is not None else alpha
+        w = alpha**2 * gk + alpha * ok + 1
+        p = 1 / (1 + np.exp(-zk))
+        bce = -(gk * np.log(p) + (1 - gk) * np.log(1 - p))
+        wbce = (w * bce).sum() / (bce.size if norm == "pixels" else w.sum())
+        dice = 1 - (2 * (p * gk).sum() + 1) / (p.sum() + gk.sum() + 1)
+        total += wbce + dice
+    return total / len(z)
+
+
+def test_loss_is_equation_1_on_a_hand_computed_patch() -> None:
+    """|G| = 2, |G~| = 4 -> alpha = 2; p = 0.5 everywhere, so BCE = ln 2 per pixel and
+    W is 4 + 1 on G, 2 + 1 on G~ and 1 elsewhere: sum W / n = (2 * 5 + 4 * 3 + 10) / 16 = 2, so
+    the weighted BCE is 2 ln 2."""
     target = torch.zeros(1, 1, 4, 4)
-    target[0, 0, 0, :2] = 1  # |G| = 2
+    target[0, 0, 0, :2] = 1
     others = torch.zeros(1, 1, 4, 4)
-    others[0, 0, 3, :] = 1  # |G~| = 4 -> alpha = 2
-    logits = torch.zeros(1, 1, 4, 4)  # p = 0.5 everywhere: BCE = ln 2 per pixel
-    loss = nuclick_loss(logits, target, others)
-    bce = np.log(2.0)  # weighted mean of a constant is the constant
+    others[0, 0, 3, :] = 1
+    logits = torch.zeros(1, 1, 4, 4)
     dice = 1 - (2 * 0.5 * 2 + 1) / (0.5 * 16 + 2 + 1)
-    assert float(loss) == pytest.approx(bce + dice, rel=1e-5)
+    assert float(nuclick_loss(logits, target, others)) == pytest.approx(
+        2 * np.log(2.0) + dice, rel=1e-6
+    )
+    # the former normalisation, by sum W, is a named option: a weighted mean of ln 2
+    assert float(nuclick_loss(logits, target, others, bce_norm="weights")) == pytest.approx(
+        np.log(2.0) + dice, rel=1e-6
+    )
     # a wrong pixel inside G costs alpha^2 = 4 times a wrong background pixel
-    logits_bad_g = logits.clone()
-    logits_bad_g[0, 0, 0, 0] = -5
-    logits_bad_bg = logits.clone()
-    logits_bad_bg[0, 0, 1, 1] = 5
-    extra_g = float(nuclick_loss(logits_bad_g, target, others)) - float(loss)
-    extra_bg = float(nuclick_loss(logits_bad_bg, target, others)) - float(loss)
+    bad_g, bad_bg = logits.clone(), logits.clone()
+    bad_g[0, 0, 0, 0], bad_bg[0, 0, 1, 1] = -5, 5
+    extra_g = float(nuclick_loss(bad_g, target, others)) - float(
+        nuclick_loss(logits, target, others)
+    )
+    extra_bg = float(nuclick_loss(bad_bg, target, others)) - float(
+        nuclick_loss(logits, target, others)
+    )
     assert extra_g > 2 * extra_bg
 
 
-@pytest.mark.parametrize(("alpha_max", "alpha"), [(None, 3.0), (2.0, 2.0), (1.0, 1.0), (0.5, 1.0)])
-def test_loss_alpha_cap(alpha_max: float | None, alpha: float) -> None:
-    """alpha = |G~| / |G| = 3 here; a cap lowers it, never below 1. Checked against numpy."""
-    target = torch.zeros(1, 1, 4, 4)
-    target[0, 0, 0, :2] = 1  # |G| = 2
-    others = torch.zeros(1, 1, 4, 4)
-    others[0, 0, 2:, 1:] = 1  # |G~| = 6
-    logits = torch.linspace(-3, 3, 16).reshape(1, 1, 4, 4)
-    g, o, z = target.numpy()[0, 0], others.numpy()[0, 0], logits.numpy()[0, 0]
-    p = 1 / (1 + np.exp(-z))
-    w = alpha**2 * g + alpha * o + 1
-    bce = -(g * np.log(p) + (1 - g) * np.log(1 - p))
-    dice = 1 - (2 * (p * g).sum() + 1) / (p.sum() + g.sum() + 1)
-    expected = (w * bce).sum() / w.sum() + dice
-    got = float(nuclick_loss(logits, target, others, alpha_max=alpha_max))
-    assert got == pytest.approx(expected, rel=1e-5)
+@pytest.mark.parametrize("norm", ["pixels", "weights"])
+@pytest.mark.parametrize(
+    ("alpha_max", "alphas"), [(None, (3.0, 1.0)), (2.0, (2.0, 1.0)), (1.0, (1.0, 1.0))]
+)
+def test_loss_matches_numpy_on_a_batch_of_two(norm, alpha_max, alphas) -> None:
+    """Sample 0 has alpha |G~| / |G| = 6 / 2 = 3, sample 1 alpha 1 (no neighbours); a cap
+    lowers alpha, never below 1. Checked against a numpy transcription of equation 1."""
+    target = torch.zeros(2, 1, 4, 4)
+    target[0, 0, 0, :2] = 1
+    target[1, 0, 1:3, 1:3] = 1
+    others = torch.zeros(2, 1, 4, 4)
+    others[0, 0, 2:, 1:] = 1
+    logits = torch.linspace(-3, 3, 32).reshape(2, 1, 4, 4)
+    g, o, z = (a.numpy()[:, 0] for a in (target, others, logits))
+    got = float(nuclick_loss(logits, target, others, alpha_max=alpha_max, bce_norm=norm))
+    assert got == pytest.approx(_numpy_loss(z, g, o, norm, alpha_max), rel=1e-5)
+    # the two samples' weighting differs: the per-sample losses are not interchangeable
+    swapped = float(
+        nuclick_loss(logits.flip(0), target, others, alpha_max=alpha_max, bce_norm=norm)
+    )
+    assert swapped != pytest.approx(got, rel=1e-4)
+
+
+def test_unknown_loss_normalisation_is_an_error() -> None:
+    z = torch.zeros(1, 1, 2, 2)
+    with pytest.raises(ValueError, match="bce_norm"):
+        nuclick_loss(z, z, z, bce_norm="mean")
 
 
 def test_onnx_export_parity(tmp_path) -> None:
