@@ -15,6 +15,7 @@ May import: ``nuclick_core.evaluation``, ``nuclick_core.inference``, ``nuclick_c
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from dataclasses import asdict, dataclass
@@ -37,6 +38,8 @@ class Decision:
     current_value: float | None
     margin: float
     reason: str
+    #: direction-adjusted difference per set (clean and each shifted set), when compared so
+    per_set: dict[str, float] | None = None
 
 
 def _write_registry(models_dir: Path, registry: dict) -> None:
@@ -56,6 +59,19 @@ def read_figures(path: Path | str) -> dict:
     return figures
 
 
+def _sets(figures: dict, metric: str) -> dict[str, float] | None:
+    """``metric`` on the clean set and each shifted set, or None without shifted sets."""
+    shifted = figures.get("robustness")
+    if not shifted or metric not in figures.get("main", {}):
+        return None
+    out = {"clean": float(figures["main"][metric])}
+    for name, values in shifted.items():
+        if metric not in values:
+            return None
+        out[name] = float(values[metric])
+    return out
+
+
 def _evaluation_set(figures: dict) -> tuple:
     data = figures.get("data", {})
     offset = tuple(data.get("image_offset", (0.0, 0.0)))
@@ -71,11 +87,19 @@ def decide(
     current: str | None,
     metric: str = "aji",
     margin: float = 0.005,
+    max_drop: float = 0.02,
 ) -> Decision:
     """Whether ``candidate`` should replace ``current``; pure, no disk access.
 
     ``*_figures`` are the JSON figures written by ``nuclick evaluate`` (``main`` holds the
-    headline metrics; ``data`` names the evaluation set).
+    headline metrics, ``robustness`` the shifted sets; ``data`` names the evaluation set).
+
+    The rule, when both figures hold the same shifted sets: the candidate wins when its gain on
+    ``metric`` (in the metric's direction), averaged over the clean set and every shifted set,
+    is at least ``margin``, and it loses no more than ``max_drop`` on any one set. So a robust
+    model is not rejected for a small clean-set loss, and a brittle one (a collapse on one
+    shift) is not promoted for a clean-set gain. Without shifted sets on both sides (figures
+    from before the yardstick), the clean set alone is compared, by ``margin``.
     """
     if metric not in HIGHER_IS_BETTER:
         raise ConfigError(f"unknown metric {metric!r}; choose one of {', '.join(HIGHER_IS_BETTER)}")
@@ -108,8 +132,23 @@ def decide(
             f"{_evaluation_set(current_figures)}); figures are not comparable",
             cur_value,
         )
-    gain = sign * (cand_value - cur_value)
     direction = "higher" if sign > 0 else "lower"
+    cand_sets, cur_sets = _sets(candidate_figures, metric), _sets(current_figures, metric)
+    if cand_sets and cur_sets and cand_sets.keys() == cur_sets.keys():
+        per_set = {k: sign * (cand_sets[k] - cur_sets[k]) for k in cand_sets}
+        gain = sum(per_set.values()) / len(per_set)
+        worst = min(per_set, key=lambda k: per_set[k])
+        summary = (
+            f"{metric} over the clean and {len(per_set) - 1} shifted sets: mean gain "
+            f"{gain:+.4f} ({direction} is better; margin {margin}), worst set {worst} "
+            f"{per_set[worst]:+.4f} (allowed {-max_drop:+.4f})"
+        )
+        promoted = gain >= margin and gain > 0 and per_set[worst] >= -max_drop
+        verdict = "beats the current model" if promoted else "does not beat the current model"
+        return dataclasses.replace(
+            make(promoted, f"{verdict}: {summary}", cur_value), per_set=per_set
+        )
+    gain = sign * (cand_value - cur_value)
     if gain >= margin and gain > 0:
         return make(
             True,
@@ -133,6 +172,7 @@ def promote(
     models_dir: Path,
     metric: str = "aji",
     margin: float = 0.005,
+    max_drop: float = 0.02,
 ) -> Decision:
     """Apply :func:`decide` and record it; the registry's ``current`` changes only on promotion.
 
@@ -161,6 +201,7 @@ def promote(
         current=current,
         metric=metric,
         margin=margin,
+        max_drop=max_drop,
     )
     registry.setdefault("current", {})
     registry.setdefault("history", [])

@@ -183,3 +183,58 @@ def test_one_list_of_metric_names() -> None:
     assert enum == per_object["promote_metric"]["enum"] == list(HIGHER_IS_BETTER)
     assert set(METRICS) == set(HIGHER_IS_BETTER)
     assert set(GLAND_FIGURES) == set(HIGHER_IS_BETTER)
+
+
+def _robust(clean: float, shifted: dict[str, float]) -> dict:
+    return {
+        "main": {"aji": clean},
+        "robustness": {k: {"aji": v} for k, v in shifted.items()},
+        "data": SET,
+    }
+
+
+@pytest.mark.parametrize(
+    ("cand", "cur", "promoted", "why"),
+    [
+        # a small clean-set loss, large gains under shift: robust, promoted
+        ((0.745, {"blur": 0.70, "jpeg": 0.72}), (0.75, {"blur": 0.60, "jpeg": 0.70}), True, "mean"),
+        # a clean-set gain, but a collapse under one shift: brittle, not promoted
+        (
+            (0.78, {"blur": 0.55, "jpeg": 0.78}),
+            (0.75, {"blur": 0.60, "jpeg": 0.70}),
+            False,
+            "worst set blur",
+        ),
+        # gains everywhere but under the margin on average
+        (
+            (0.752, {"blur": 0.602, "jpeg": 0.702}),
+            (0.75, {"blur": 0.60, "jpeg": 0.70}),
+            False,
+            "mean",
+        ),
+    ],
+)
+def test_gate_compares_clean_and_shifted_sets_together(cand, cur, promoted, why) -> None:
+    d = decide(
+        _robust(*cand),
+        _robust(*cur),
+        object_type="nucleus",
+        candidate="new",
+        current="old",
+        margin=0.005,
+        max_drop=0.02,
+    )
+    assert d.promoted is promoted, d.reason
+    assert why in d.reason and "2 shifted sets" in d.reason
+    assert set(d.per_set) == {"clean", "blur", "jpeg"}
+
+
+def test_without_shifted_sets_on_both_sides_the_clean_set_decides() -> None:
+    d = decide(
+        _robust(0.76, {"blur": 0.2}),
+        {"main": {"aji": 0.75}, "data": SET},
+        object_type="nucleus",
+        candidate="new",
+        current="old",
+    )
+    assert d.promoted and d.per_set is None

@@ -102,6 +102,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         threshold=args.threshold,
         experiments=not args.no_experiments,
         baselines=not args.no_baselines,
+        robustness=not args.no_robustness,
         command=" ".join(sys.argv),
         progress=log.info,
     )
@@ -137,6 +138,7 @@ def _cmd_promote(args: argparse.Namespace) -> None:
         models_dir=models_dir,
         metric=args.metric,
         margin=args.margin,
+        max_drop=args.max_drop,
     )
     if args.out:
         write_text_atomic(args.out, json.dumps(asdict(decision), indent=1) + "\n")
@@ -276,6 +278,11 @@ def add_training_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     add_run_options(p)
     p.add_argument("--no-experiments", action="store_true", help="skip jitter/exclusion/overlap")
     p.add_argument("--no-baselines", action="store_true", help="skip the classical baselines")
+    p.add_argument(
+        "--no-robustness",
+        action="store_true",
+        help="skip the shifted sets (stain, colour, scale, blur, JPEG, marks)",
+    )
     p.add_argument("--tta", type=int, choices=[1, 2, 4, 8], help="override the card's views")
     p.add_argument("--threshold", type=float, help="override the card's threshold (tuning)")
     p.add_argument(
@@ -295,7 +302,18 @@ def add_training_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         choices=list(HIGHER_IS_BETTER),
         help="figure the candidate must improve, in its own direction (object_hausdorff: lower)",
     )
-    p.add_argument("--margin", type=float, default=0.005, help="in the metric's units")
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=0.005,
+        help="mean gain over the clean and shifted sets needed, in the metric's units",
+    )
+    p.add_argument(
+        "--max-drop",
+        type=float,
+        default=0.02,
+        help="largest loss allowed on any one set (clean or shifted), in the metric's units",
+    )
     p.add_argument("--models-dir", help="default: the repository's models/")
     p.add_argument("--out", help="write the decision as JSON here")
     p.add_argument("--rollback", action="store_true", help="undo the last promotion")

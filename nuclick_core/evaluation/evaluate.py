@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -22,7 +23,8 @@ import numpy as np
 from nuclick_core.data.cell_canvases import read_cells, split_cells, validation_canvases
 from nuclick_core.data.datasets import read_dataset
 from nuclick_core.data.labelled import LabelledImage, memory_slide, shift_images
-from nuclick_core.data.marks import MARKS, ground_truth_marks
+from nuclick_core.data.marks import MARK_SHIFTS, MARKS, ground_truth_marks
+from nuclick_core.data.shifts import IMAGE_SHIFTS, MPP_SHIFTS, shift_items
 from nuclick_core.errors import NuclickError
 from nuclick_core.evaluation import metrics
 from nuclick_core.inference.engine import ModelGeometry, segment_clicks
@@ -50,14 +52,17 @@ def evaluate_image(
     object_type: str = "nucleus",
     jitter_sigma: float = 0.0,
     seed: int = 0,
+    mark_shift: str | None = None,
 ) -> ImageResult:
-    """Segment one image from ground-truth marks and score it against its labels."""
+    """Segment one image from ground-truth marks (or their ``mark_shift``, see
+    :data:`nuclick_core.data.marks.MARK_SHIFTS`) and score it against its labels."""
     marks, xy = ground_truth_marks(
         item.labels,
         object_type,
         jitter_sigma=jitter_sigma,
         seed=seed,
         source=f"{item.name} ground truth",
+        shift=mark_shift,
     )
     table = segment(memory_slide(item, mpp), marks)
     pred = label_mask(table, item.labels.shape[1], item.labels.shape[0]).astype(np.int32)
@@ -119,6 +124,18 @@ def baseline_segmenter(name: str) -> Callable[[LabelledImage, np.ndarray], np.nd
     return run
 
 
+#: Seed of the shifted sets (image jitter, random clicks, wobbly strokes): fixed, so a candidate
+#: and the current model see the same shifted images and marks.
+ROBUSTNESS_SEED = 7
+
+
+def shifted_sets(object_type: str) -> list[str]:
+    """The robustness yardstick's shifted sets for ``object_type``: image shifts, scale
+    shifts, then the mark shifts of its kind of mark."""
+    kind = "gland" if object_type == "gland" else "point"
+    return [*IMAGE_SHIFTS, *MPP_SHIFTS, *MARK_SHIFTS[kind]]
+
+
 def score_labels(true: np.ndarray, pred: np.ndarray, object_type: str = "nucleus") -> dict:
     """The figures of :func:`nuclick_core.evaluation.metrics.figures_for` ``object_type`` (AJI,
     AJI+, Dice, PQ/DQ/SQ; for glands also the GlaS object Dice, object Hausdorff and detection
@@ -136,6 +153,7 @@ def run_evaluation(
     batch_size: int = 16,
     experiments: bool = True,
     baselines: bool = True,
+    robustness: bool = True,
     progress: Callable[[str], None] = print,
 ) -> tuple[dict, dict[str, list[ImageResult]]]:
     """Every figure of the evaluation report.
@@ -144,23 +162,30 @@ def run_evaluation(
     -------
     (figures, results): ``figures`` is JSON-ready: ``main`` (centroid clicks, exclusion on,
     overlap resolution), ``per_image``, and when asked ``baselines``, ``jitter`` (by sigma),
-    ``exclusion_off``, ``last_click_wins``; ``results`` keeps the images' predictions per
+    ``exclusion_off``, ``last_click_wins``, ``robustness`` (by shift, see
+    :mod:`nuclick_core.evaluation.robustness`); ``results`` keeps the images' predictions per
     experiment for figures.
     """
     figures: dict = {}
     results: dict[str, list[ImageResult]] = {}
 
-    def run(key: str, **kw: object) -> dict[str, float]:
+    def run(
+        key: str,
+        *,
+        on: list[LabelledImage] | None = None,
+        mpp_factor: float = 1.0,
+        exclusion: bool = True,
+        overlap: str = "resolve",
+        **kw: Any,
+    ) -> dict[str, float]:
+        """Mean figures of one experiment: the engine with these settings over ``on`` (default:
+        the clean images), the slide's mpp declared ``mpp_factor`` times too large."""
         seg = model_segmenter(
-            predictor,
-            geom,
-            batch_size=batch_size,
-            exclusion=bool(kw.pop("exclusion", True)),
-            overlap=str(kw.pop("overlap", "resolve")),
+            predictor, geom, batch_size=batch_size, exclusion=exclusion, overlap=overlap
         )
         res = [
-            evaluate_image(it, seg, mpp=mpp, object_type=object_type, **kw)  # type: ignore[arg-type]
-            for it in items
+            evaluate_image(it, seg, mpp=mpp * mpp_factor, object_type=object_type, **kw)
+            for it in (items if on is None else on)
         ]
         results[key] = res
         out = mean_figures(res)
@@ -177,6 +202,16 @@ def run_evaluation(
             }
         figures["exclusion_off"] = run("exclusion_off", exclusion=False)
         figures["last_click_wins"] = run("last_click_wins", overlap="last_wins")
+    if robustness:
+        figures["robustness"] = {}
+        for name in shifted_sets(object_type):
+            if name in IMAGE_SHIFTS:
+                out = run(f"shift_{name}", on=shift_items(items, name, seed=ROBUSTNESS_SEED))
+            elif name in MPP_SHIFTS:
+                out = run(f"shift_{name}", mpp_factor=MPP_SHIFTS[name])
+            else:
+                out = run(f"shift_{name}", mark_shift=name, seed=ROBUSTNESS_SEED)
+            figures["robustness"][name] = out
     if baselines and object_type != "gland":  # the classical baselines take point seeds
         figures["baselines"] = {}
         for name in ("watershed", "region_growing", "active_contour"):
@@ -235,6 +270,7 @@ def evaluate_model(
     threshold: float | None = None,
     experiments: bool = True,
     baselines: bool = True,
+    robustness: bool = True,
     command: str = "",
     progress: Callable[[str], None] = print,
 ) -> tuple[dict, dict[str, list[ImageResult]]]:
@@ -256,6 +292,7 @@ def evaluate_model(
         batch_size=batch_size,
         experiments=experiments,
         baselines=baselines,
+        robustness=robustness,
         progress=progress,
     )
     figures["inference"] = {"tta": predictor.tta, "threshold": geom.postprocess.threshold}
@@ -282,7 +319,7 @@ def record_in_card(card: ModelCard, figures: dict) -> None:
         "per_image": figures["per_image"],
         **{
             k: figures[k]
-            for k in ("jitter", "exclusion_off", "last_click_wins", "baselines")
+            for k in ("jitter", "exclusion_off", "last_click_wins", "baselines", "robustness")
             if k in figures
         },
         "command": figures["command"],

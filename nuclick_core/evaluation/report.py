@@ -13,7 +13,8 @@ from PIL import Image
 from skimage.segmentation import find_boundaries
 
 from nuclick_core.data.labelled import LabelledImage
-from nuclick_core.data.marks import MARKS
+from nuclick_core.data.marks import MARK_SHIFTS, MARKS
+from nuclick_core.data.shifts import DESCRIPTIONS
 from nuclick_core.evaluation.evaluate import ImageResult
 from nuclick_core.evaluation.metrics import HIGHER_IS_BETTER, POINT_FIGURES
 from nuclick_core.io import status
@@ -146,7 +147,7 @@ def write_report(
         parts.append("<p class='note'>Every method gets the same clicks.</p>")
     else:
         parts.append("<h2>Figures</h2>")
-    parts.append(_table(rows, cols, bold_best=obj != "gland"))  # Hausdorff: lower is better
+    parts.append(_table(rows, cols))
     if "jitter" in figures:
         sig = sorted(float(s) for s in figures["jitter"])
         jrows = {"0 (centroid)": figures["main"]}
@@ -176,6 +177,19 @@ def write_report(
                 cols if obj == "gland" else ("aji", "aji_plus", "dice", "pq"),
                 bold_best=False,
             )
+        )
+    if "robustness" in figures:
+        parts.append("<h2>Robustness: shifted images, scales and marks</h2>")
+        parts.append(
+            "<p class='note'>The same images and objects, shifted as other labs, scanners and "
+            "people would shift them (seeded, so every model sees the same sets). The gate "
+            "compares a candidate with the current model on all of them together.</p>"
+        )
+        described = {**DESCRIPTIONS, **MARK_SHIFTS["point"], **MARK_SHIFTS["gland"]}
+        rrows = {"clean": figures["main"]}
+        rrows.update({f"{k}: {described.get(k, '')}": v for k, v in figures["robustness"].items()})
+        parts.append(
+            _table(rrows, cols if obj == "gland" else ("aji", "dice", "pq", "sq"), bold_best=False)
         )
     parts.append("<h2>Per image</h2>")
     parts.append(

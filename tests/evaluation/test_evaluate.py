@@ -14,7 +14,7 @@ from nuclick_core.data.labelled import LabelledImage
 from nuclick_core.data.marks import centroid_clicks, ground_truth_marks, skeleton_lines
 from nuclick_core.data.synth import nuclei_scene
 from nuclick_core.errors import AnnotationError
-from nuclick_core.evaluation.evaluate import run_evaluation
+from nuclick_core.evaluation.evaluate import run_evaluation, shifted_sets
 from nuclick_core.evaluation.report import write_report
 from nuclick_core.inference.engine import ModelGeometry
 from nuclick_core.inference.postprocess import PostprocessParams
@@ -54,12 +54,22 @@ def test_evaluation_figures_and_report(tmp_path) -> None:
     # larger click jitter cannot help this click-centred predictor much
     assert figures["jitter"]["10.0"]["aji"] <= main["aji"] + 0.02
     assert set(figures["baselines"]) == {"watershed", "region_growing", "active_contour"}
+    # the robustness yardstick: every shifted set, each scored over the same objects
+    assert list(figures["robustness"]) == shifted_sets("nucleus")
+    assert "clicks_anywhere" in figures["robustness"] and "stroke_half" not in figures["robustness"]
+    for name, shifted in figures["robustness"].items():
+        assert shifted["objects"] == main["objects"], name
+    # a dark-pixel predictor reads colour: grayscale keeps its contrast, a lower declared mpp
+    # shows it smaller objects than the clicks' patches expect, but it still finds them
+    assert figures["robustness"]["grayscale"]["aji"] > 0.5
+    assert figures["robustness"]["mpp_minus_30"]["aji"] != main["aji"]
     figures["data"] = {"images": [i.name for i in items], "path": "synthetic"}
     figures["model"] = {"name": "darkness", "sha256": "0" * 64}
     report = tmp_path / "report.html"
     write_report(report, figures, results, items)
     text = report.read_text()
     assert "Table II" in text and "Table IX" in text and "Table X" in text
+    assert "Robustness: shifted images, scales and marks" in text and "JPEG at quality 30" in text
     assert text.count("data:image/png;base64,") == len(items)
     json.dumps(figures)  # every figure is JSON-ready
 
@@ -116,6 +126,8 @@ def test_gland_evaluation_reports_glas_figures(tmp_path) -> None:
     assert main["object_hausdorff"] <= 2.0
     assert "jitter" not in figures and "baselines" not in figures
     assert set(figures) >= {"exclusion_off", "last_click_wins"}
+    assert list(figures["robustness"]) == shifted_sets("gland")
+    assert figures["robustness"]["stroke_long_axis"]["ok"] == 2
     figures["data"] = {"images": ["glands"], "path": "synthetic"}
     figures["model"] = {"name": "dark", "sha256": "0" * 64, "object_type": "gland"}
     write_report(tmp_path / "r.html", figures, results, items)

@@ -88,10 +88,12 @@ rule promote:
             "promote_metric", config["promote"]["metric"]
         ),
         margin=config["promote"]["margin"],
+        max_drop=config["promote"]["max_drop"],
     shell:
         "nuclick promote --candidate models/{wildcards.object}-{wildcards.tag}"
         " --candidate-figures {input.candidate:q} {params.current}"
-        " --metric {params.metric} --margin {params.margin} --out {output:q} > {log:q} 2>&1"
+        " --metric {params.metric} --margin {params.margin} --max-drop {params.max_drop}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule retrain:
