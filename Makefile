@@ -15,7 +15,7 @@ SMK_FILES := Snakefile $(wildcard workflow/rules/*.smk)
 TORCH ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 
-.PHONY: run dry-run test lint clean
+.PHONY: run dry-run test lint clean device-data device-train
 
 ## run: the workflow on the demo slides (fetches them first), with the local profile
 run: $(VENV)/.installed-run
@@ -36,6 +36,24 @@ lint: $(VENV)/.installed-test
 	$(BIN)/mypy
 	$(SNAKEMAKE) --lint --nolock
 	$(BIN)/snakefmt --check $(SMK_FILES)
+
+## device-data: the MoNuSeg training images (not the validation ones) for a GPU run, into
+## resources/device/ (ignored; name it in the device tool's carry)
+DEVICE_DATA := resources/device/monuseg-train
+NUCLEI_VAL := TCGA-21-5786-01Z-00-DX1 TCGA-A7-A13F-01Z-00-DX1 TCGA-B0-5710-01Z-00-DX1 TCGA-G9-6356-01Z-00-DX1 TCGA-DK-A2I6-01A-01-TS1
+MONUSEG ?= ../shared/data/monuseg-train
+device-data:
+	mkdir -p $(DEVICE_DATA)/images $(DEVICE_DATA)/labels
+	for f in $(MONUSEG)/images/*; do n=$$(basename $$f); case " $(NUCLEI_VAL) " in *" $${n%.*} "*) ;; *) cp $$f $(DEVICE_DATA)/images/; cp $(MONUSEG)/labels/$$n $(DEVICE_DATA)/labels/;; esac; done
+	du -sh $(DEVICE_DATA)
+
+## device-train: on a lent GPU machine (its python3 has CUDA torch): a time-boxed run whose
+## fp16 weight chunks land in $(OUT)/run; assemble, export and gate them back here (README)
+MINUTES ?= 9
+WIDTH ?= 0.5
+device-train:
+	PYTHONUNBUFFERED=1 python3 bench/device_train.py train --data $(DEVICE_DATA) \
+	  --width $(WIDTH) --minutes $(MINUTES) --batch-size 512 --workers 14 --out $(OUT)/run
 
 ## clean: remove workflow outputs, logs and caches (keeps .venv and the downloads in resources/)
 clean:

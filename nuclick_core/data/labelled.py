@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.transform import resize
 
 from nuclick_core.errors import DatasetError
-from nuclick_core.io.slides import Slide
+
+if TYPE_CHECKING:  # OpenSlide is not needed to train (a GPU node may lack it)
+    from nuclick_core.io.slides import Slide
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,8 @@ def crop(array: np.ndarray, row0: int, col0: int, size: int, fill: float) -> np.
 def memory_slide(item: LabelledImage, mpp: float) -> Slide:
     """An in-memory slide over a labelled image."""
     h, w = item.labels.shape
+    from nuclick_core.io.slides import Slide
+
     return Slide(Path(item.name), w, h, mpp, "user", None, item.image)
 
 

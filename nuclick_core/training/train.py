@@ -125,7 +125,7 @@ def evaluate_dice(
     return float(np.mean(scores))
 
 
-def _initial_net(cfg: TrainConfig, init: Path | None, progress: Callable[[str], None]) -> NuClick:
+def initial_net(cfg: TrainConfig, init: Path | None, progress: Callable[[str], None]) -> NuClick:
     """A fresh network, or ``init``'s weights; a checkpoint of half the width is widened."""
     if init is None:
         return NuClick(width=cfg.width).to(cfg.device)
@@ -171,7 +171,7 @@ def train(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    net = _initial_net(cfg, init, progress)
+    net = initial_net(cfg, init, progress)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * cfg.steps_per_epoch)
     start_epoch, best, history = 0, -1.0, []
