@@ -221,6 +221,18 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         type=float,
         help=f"how far outside a near miss may land ({d['near_miss_px']})",
     )
+    p.add_argument(
+        "--stain-aug", type=float, help="probability of a stain shift per patch (HED jitter)"
+    )
+    p.add_argument("--quality-aug", type=float, help="probability of blur or JPEG per patch")
+    p.add_argument(
+        "--scale-aug", type=float, help="patches cut up to 1 + this times larger or smaller"
+    )
+    p.add_argument(
+        "--gland-strokes",
+        type=float,
+        help="probability that a gland's training squiggle is a hand-like stroke, not the skeleton",
+    )
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", required=True, help="checkpoint folder (keep it outside the repo)")

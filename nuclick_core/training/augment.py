@@ -1,5 +1,6 @@
-"""Training augmentations from the NuClick paper: flips, brightness, contrast, sharpness,
-hue/saturation and Gaussian noise.
+"""Training augmentations: the NuClick paper's (flips, brightness, contrast, sharpness,
+hue/saturation, Gaussian noise) and, as options, stain, quality and scale variety (:class:`Variety`)
+built on the shifts of :mod:`nuclick_core.data.shifts`.
 
 Geometric transforms apply to the image and every map alike; photometric ones to the image only.
 Images are float32 (H, W, 3) in [0, 1]; maps are (H, W).
@@ -7,9 +8,14 @@ Images are float32 (H, W, 3) in [0, 1]; maps are (H, W).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.color import hsv2rgb, rgb2hsv
+from skimage.transform import resize
+
+from nuclick_core.data.shifts import gaussian_blur, grayscale, hed_jitter, jpeg
 
 
 def flip_rotate(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
@@ -44,3 +50,65 @@ def photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.5:
         img += rng.normal(0.0, rng.uniform(0.0, 0.04), img.shape).astype(np.float32)
     return np.clip(img, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Variety:
+    """Augmentations beyond the paper's, for slides from other labs and scanners; all off by
+    default, and when off they draw nothing from the generator (runs stay reproducible).
+
+    stain : probability of a stain shift: HED jitter (Tellez et al., scikit-image's stain
+        vectors; factors within +-30%, offsets within +-0.05) or, one time in four, a partial
+        desaturation towards grayscale.
+    quality : probability of a quality loss: a Gaussian blur (sigma 0.3 to 1.5 px) or a JPEG
+        round trip (quality 30 to 90), half each.
+    scale : a patch is cut at a side up to ``1 + scale`` times larger or smaller than the
+        patch (log-uniform) and resized to it, so objects appear at other magnifications.
+    """
+
+    stain: float = 0.0
+    quality: float = 0.0
+    scale: float = 0.0
+
+    def appearance(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """uint8 (H, W, 3) -> uint8 (H, W, 3) with the drawn stain and quality shifts."""
+        if self.stain and rng.random() < self.stain:
+            if rng.random() < 0.25:
+                gray = grayscale(image).astype(np.float32)
+                mix = rng.uniform(0.5, 1.0)
+                image = np.clip(np.rint(mix * gray + (1 - mix) * image), 0, 255).astype(np.uint8)
+            else:
+                image = hed_jitter(image, rng)
+        if self.quality and rng.random() < self.quality:
+            if rng.random() < 0.5:
+                image = gaussian_blur(image, sigma=float(rng.uniform(0.3, 1.5)))
+            else:
+                image = jpeg(image, quality=int(rng.integers(30, 91)))
+        return image
+
+    def side(self, patch_size: int, rng: np.random.Generator) -> int:
+        """The side of the region to cut for one patch (``patch_size`` when scale is off)."""
+        if not self.scale:
+            return patch_size
+        factor = np.exp(rng.uniform(-np.log1p(self.scale), np.log1p(self.scale)))
+        return max(int(round(patch_size * factor)), 8)
+
+
+def resize_patch(arrays: list[np.ndarray], size: int, *, masks: int) -> list[np.ndarray]:
+    """Resize square arrays to ``size``: the first ``len(arrays) - masks`` bilinearly with
+    anti-aliasing (images), the last ``masks`` as 0/1 masks (bilinear, then > 0.5)."""
+    out = []
+    for k, a in enumerate(arrays):
+        if a.shape[0] == size:
+            out.append(a)
+            continue
+        is_mask = k >= len(arrays) - masks
+        r = resize(
+            a.astype(np.float32),
+            (size, size, *a.shape[2:]),
+            order=1,
+            anti_aliasing=not is_mask and a.shape[0] > size,
+            preserve_range=True,
+        )
+        out.append((r > 0.5).astype(np.float32) if is_mask else r.astype(np.float32))
+    return out

@@ -15,7 +15,7 @@ from scipy import ndimage as ndi
 
 from nuclick_core.data.labelled import LabelledImage, crop
 from nuclick_core.inference.signals import network_input, point_map, sample_click
-from nuclick_core.training.augment import flip_rotate, photometric
+from nuclick_core.training.augment import Variety, flip_rotate, photometric, resize_patch
 
 
 @dataclass(frozen=True)
@@ -97,8 +97,10 @@ class ClickPatchSampler:
         click_inner: float = 0.3,
         near_miss: float = 0.0,
         near_miss_px: float = 5.0,
+        variety: Variety | None = None,
     ) -> None:
         self.images = images
+        self.variety = variety or Variety()
         self.click_inner = click_inner
         self.near_miss = near_miss
         self.near_miss_px = near_miss_px
@@ -141,21 +143,30 @@ class ClickPatchSampler:
                 item.labels[r0:r1, c0:c1] == ref.label, rng, inner=self.click_inner
             )
             click_xy = local + np.array([c0, r0])
-        half = self.patch_size // 2
+        p = self.patch_size
+        side = self.variety.side(p, rng) if self.augment else p
+        half = side // 2
         row0, col0 = int(round(click_xy[1])) - half, int(round(click_xy[0])) - half
-        img = crop(item.image, row0, col0, self.patch_size, 255).astype(np.float32) / 255.0
-        lab = crop(item.labels, row0, col0, self.patch_size, 0)
+        rgb = crop(item.image, row0, col0, side, 255)
+        if self.augment:
+            rgb = self.variety.appearance(rgb, rng)
+        img = rgb.astype(np.float32) / 255.0
+        lab = crop(item.labels, row0, col0, side, 0)
         target = (lab == ref.label).astype(np.float32)
         others = ((lab > 0) & (lab != ref.label)).astype(np.float32)
 
         cents = self._centroids[ref.image_index]
         keep = self._labels_of[ref.image_index] != ref.label
         pts = cents[keep] - np.array([col0, row0])
+        click = click_xy - np.array([col0, row0])
         if self.augment:
             pts = pts + rng.normal(0, self.jitter_px, pts.shape)
             pts = pts[rng.random(len(pts)) >= self.drop_prob]
-        size = (self.patch_size, self.patch_size)
-        inclusion = point_map(size, (click_xy - np.array([col0, row0]))[None])
+        if side != p:  # scale variety: the region resized to the patch, marks with it
+            img, target, others = resize_patch([img, target, others], p, masks=2)
+            pts, click = ((a + 0.5) * (p / side) - 0.5 for a in (pts, click))
+        size = (p, p)
+        inclusion = point_map(size, click[None])
         exclusion = point_map(size, pts)
         if self.augment:
             img = photometric(img, rng)

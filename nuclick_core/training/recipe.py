@@ -63,6 +63,10 @@ class TrainRecipe:
     image_offset: tuple[float, float] = (0.0, 0.0)
     alpha_max: float | None = None
     bce_norm: str = "pixels"
+    stain_aug: float = 0.0
+    quality_aug: float = 0.0
+    scale_aug: float = 0.0
+    gland_strokes: float = 0.0
     canvases: int = 400
     init: str | None = None
 
@@ -110,6 +114,14 @@ class TrainRecipe:
             (self.downscale >= 1, "downscale", "at least 1"),
             (self.alpha_max is None or self.alpha_max >= 1, "alpha_max", "at least 1"),
             (self.bce_norm in BCE_NORMS, "bce_norm", f"one of {', '.join(BCE_NORMS)}"),
+            (0 <= self.stain_aug <= 1, "stain_aug", "a probability in [0, 1]"),
+            (0 <= self.quality_aug <= 1, "quality_aug", "a probability in [0, 1]"),
+            (
+                0 <= self.scale_aug <= 1,
+                "scale_aug",
+                "in [0, 1] (0.3: patches 1.3x larger or smaller)",
+            ),
+            (0 <= self.gland_strokes <= 1, "gland_strokes", "a probability in [0, 1]"),
             (self.canvases >= 1, "canvases", "at least 1"),
         ]
         for ok, name, need in rules:

@@ -18,6 +18,7 @@ from nuclick_core.data.cell_canvases import (
 from nuclick_core.data.datasets import read_dataset
 from nuclick_core.data.labelled import LabelledImage, downscale, shift_images
 from nuclick_core.errors import DatasetError
+from nuclick_core.training.augment import Variety
 from nuclick_core.training.click_patches import ClickPatchSampler
 from nuclick_core.training.gland_patches import GlandPatchSampler
 from nuclick_core.training.recipe import TrainRecipe
@@ -58,9 +59,15 @@ def samplers(
 ) -> tuple[ClickPatchSampler | GlandPatchSampler, ClickPatchSampler | GlandPatchSampler]:
     """The sample builders for the recipe's object type: gland patches around squiggles, or
     click patches (nuclei, cells); the validation one without augmentation."""
+    variety = Variety(stain=recipe.stain_aug, quality=recipe.quality_aug, scale=recipe.scale_aug)
     if recipe.object == "gland":
         return (
-            GlandPatchSampler(train_items, patch_size=recipe.patch_size),
+            GlandPatchSampler(
+                train_items,
+                patch_size=recipe.patch_size,
+                variety=variety,
+                strokes=recipe.gland_strokes,
+            ),
             GlandPatchSampler(val_items, patch_size=recipe.patch_size, augment=False),
         )
     return (
@@ -70,6 +77,7 @@ def samplers(
             click_inner=recipe.click_inner,
             near_miss=recipe.near_miss,
             near_miss_px=recipe.near_miss_px,
+            variety=variety,
         ),
         ClickPatchSampler(val_items, patch_size=recipe.patch_size, augment=False),
     )
@@ -114,6 +122,10 @@ def train_from_recipe(
             "init": recipe.init,
             "downscale": recipe.downscale,
             "image_offset": list(recipe.image_offset),
+            "stain_aug": recipe.stain_aug,
+            "quality_aug": recipe.quality_aug,
+            "scale_aug": recipe.scale_aug,
+            "gland_strokes": recipe.gland_strokes,
         },
     )
     sampler, val_sampler = samplers(recipe, train_items, val_items)

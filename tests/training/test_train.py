@@ -153,3 +153,49 @@ def test_near_miss_lands_beside_its_object_not_a_neighbour() -> None:
     full = np.ones((10, 10), np.int32)  # no background anywhere: no near miss
     ref_full = index_objects([LabelledImage("f", np.zeros((10, 10, 3), np.uint8), full)])[0]
     assert near_miss_click(full, ref_full, 3.0, np.random.default_rng(0)) is None
+
+
+def test_variety_off_draws_nothing_and_changes_nothing() -> None:
+    from nuclick_core.training.augment import Variety
+
+    items = _items(1)
+    plain = ClickPatchSampler(items, patch_size=64)
+    off = ClickPatchSampler(items, patch_size=64, variety=Variety())
+    a = plain.batch(np.arange(5), np.random.default_rng(3))
+    b = off.batch(np.arange(5), np.random.default_rng(3))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_variety_shifts_stain_quality_and_scale() -> None:
+    from nuclick_core.training.augment import Variety
+
+    items = _items(1)
+    wide = ClickPatchSampler(
+        items, patch_size=64, variety=Variety(stain=1.0, quality=1.0, scale=0.5)
+    )
+    plain = ClickPatchSampler(items, patch_size=64)
+    x, y, others = wide.batch(np.arange(8), np.random.default_rng(4))
+    assert x.shape == (8, 5, 64, 64) and y.shape == others.shape == (8, 1, 64, 64)
+    assert x[:, :3].min() >= 0 and x[:, :3].max() <= 1
+    for k in range(8):
+        assert x[k, 3].sum() == 1  # one click, in the (resized) target
+        r, c = np.argwhere(x[k, 3] > 0)[0]
+        assert abs(r - 32) <= 2 and abs(c - 32) <= 2
+        assert not (y[k] * others[k]).any()
+    x0, y0, _ = plain.batch(np.arange(8), np.random.default_rng(4))
+    areas = y.sum((1, 2, 3)) / np.maximum(y0.sum((1, 2, 3)), 1)
+    assert areas.min() < 0.95 or areas.max() > 1.05  # objects drawn at other scales
+
+
+def test_gland_training_strokes_lie_in_their_gland() -> None:
+    from nuclick_core.data.synth import glands_scene
+    from nuclick_core.training.gland_patches import GlandPatchSampler
+
+    s = glands_scene(size=(400, 500), n_glands=3, seed=2)
+    items = [LabelledImage("g", s.image, s.labels)]
+    sampler = GlandPatchSampler(items, patch_size=128, strokes=1.0)
+    x, y, _ = sampler.batch(np.arange(len(sampler)).repeat(3), np.random.default_rng(0))
+    for k in range(len(x)):
+        drawn = x[k, 3] > 0
+        assert drawn.sum() >= 2
+        assert (y[k, 0][drawn] > 0).mean() > 0.9
