@@ -182,7 +182,7 @@ def test_variety_shifts_stain_quality_and_scale() -> None:
         r, c = np.argwhere(x[k, 3] > 0)[0]
         assert abs(r - 32) <= 2 and abs(c - 32) <= 2
         assert not (y[k] * others[k]).any()
-    x0, y0, _ = plain.batch(np.arange(8), np.random.default_rng(4))
+    _, y0, _ = plain.batch(np.arange(8), np.random.default_rng(4))
     areas = y.sum((1, 2, 3)) / np.maximum(y0.sum((1, 2, 3)), 1)
     assert areas.min() < 0.95 or areas.max() > 1.05  # objects drawn at other scales
 
