@@ -83,11 +83,16 @@ def write_instances(
         mask=pa.array(~has),
     )
     wkb = pa.array([shapely.to_wkb(g) if g is not None else None for g in geoms], pa.binary())
-    columns = {c: pa.array(table[c].tolist()) for c in INSTANCE_COLUMNS}
+    text = ("object", "label", "status", "source")  # missing (None, NaN, pd.NA): null
+    columns = {
+        c: pa.array([v if isinstance(v, str) else None for v in table[c].tolist()], pa.string())
+        if c in text
+        else pa.array(table[c].tolist())
+        for c in INSTANCE_COLUMNS
+    }
     columns["instance_id"] = pa.array(table["instance_id"].to_numpy(np.int64))
     columns["click_id"] = pa.array(table["click_id"].to_numpy(np.int64))
     columns["score"] = pa.array(table["score"].to_numpy(np.float64), pa.float64())
-    columns["label"] = pa.array(table["label"].tolist(), pa.string())
     columns["geometry"] = wkb
     columns["bbox"] = bbox
     arrow = pa.table(columns)

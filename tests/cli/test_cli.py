@@ -299,3 +299,17 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, monkeypatch, caplog) -> 
     argv = ["segment", "--slide", "s.png", "--annotations", "a.csv", "--out", "o.parquet"]
     assert main(argv) == 130
     assert "interrupted" in caplog.text and "Traceback" not in caplog.text
+
+
+def test_marks_mixing_labelled_and_unlabelled_rows_are_written(tmp_path, demo_scene, tiny_model):
+    """QuPath and ASAP exports often classify some points and not others (#13, defect 1)."""
+    image, centres = demo_scene
+    clicks = tmp_path / "mixed.csv"
+    rows = [f"{x},{y},{'tumour' if k % 2 else ''}" for k, (x, y) in enumerate(centres)]
+    clicks.write_text("x,y,label\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "mixed.parquet"
+    argv = ["segment", "--slide", str(image), "--annotations", str(clicks), "--out", str(out)]
+    assert main([*argv, "--model", str(tiny_model), "--mpp", "0.5", "--threads", "1"]) == 0
+    labels = pq.read_table(out).sort_by("click_id").column("label").to_pylist()
+    assert labels[1::2] == ["tumour"] * (len(centres) // 2)
+    assert all(v is None for v in labels[0::2])
