@@ -142,6 +142,12 @@ def write_sheet(workdir: Path, rows: list[str]) -> None:
         ),
         pytest.param(
             "samples: samples.tsv\n",
+            ["..\timage.png\tclicks.csv\tnucleus\t0.5\t"],
+            ["'..' does not match", "samples.tsv line 2 (sample '..')"],
+            id="sample-named-dot-dot",  # would write outside results/ (#13, defect 7)
+        ),
+        pytest.param(
+            "samples: samples.tsv\n",
             ["a\timage.png\tclicks.csv\tnucleus\tfine\t"],
             ["'fine' is not of type 'number'"],
             id="bad-mpp",

@@ -147,7 +147,7 @@ SAMPLES = read_sample_sheet(config["samples"])
 
 
 wildcard_constraints:
-    sample=r"[A-Za-z0-9_.-]+",
+    sample=r"(?!\.+/)[A-Za-z0-9_.-]+",
 
 
 def final_outputs():
