@@ -24,7 +24,7 @@ from pathlib import Path
 from nuclick_core.errors import ConfigError, ModelError
 from nuclick_core.evaluation.metrics import HIGHER_IS_BETTER
 from nuclick_core.inference.models import load_card, read_registry, registry_path
-from nuclick_core.io.files import write_text_atomic
+from nuclick_core.io.files import read_json_object, write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -48,15 +48,7 @@ def _write_registry(models_dir: Path, registry: dict) -> None:
 
 def read_figures(path: Path | str) -> dict:
     """The figures JSON written by ``nuclick evaluate``."""
-    try:
-        figures = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ModelError(f"{path} does not exist; run nuclick evaluate to write it") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{path} is not valid JSON ({exc}); run nuclick evaluate again") from None
-    if not isinstance(figures, dict):
-        raise ModelError(f"{path} does not hold nuclick evaluate figures (a JSON object)")
-    return figures
+    return read_json_object(path, fix="run nuclick evaluate to write it", error=ModelError)
 
 
 def _sets(figures: dict, metric: str) -> dict[str, float] | None:

@@ -8,14 +8,13 @@ decisions that change it live in :mod:`nuclick_core.registry`.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nuclick_core.errors import ModelError
 from nuclick_core.inference.postprocess import PostprocessParams
-from nuclick_core.io.files import sha256_file
+from nuclick_core.io.files import read_json_object, sha256_file
 
 MODELS_DIR = Path(os.environ.get("NUCLICK_MODELS", Path(__file__).resolve().parents[2] / "models"))
 
@@ -40,15 +39,7 @@ def registry_path(models_dir: Path = MODELS_DIR) -> Path:
 
 
 def _read_json(path: Path, what: str) -> dict:
-    try:
-        value = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise ModelError(
-            f"{path} is not valid JSON ({exc}); restore the {what} from version control"
-        ) from None
-    if not isinstance(value, dict):
-        raise ModelError(f"{path} must hold a JSON object, not {type(value).__name__}")
-    return value
+    return read_json_object(path, fix=f"restore the {what} from version control", error=ModelError)
 
 
 def read_registry(models_dir: Path = MODELS_DIR) -> dict:

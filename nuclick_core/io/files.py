@@ -10,6 +10,7 @@ looks finished.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -74,3 +75,17 @@ def sha256_file(path: Path | str) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def read_json_object(path: Path | str, *, fix: str, error: type[Exception] = ValueError) -> dict:
+    """The JSON object in ``path``; ``error`` naming the file and ``fix`` when the file is
+    missing, is not valid JSON (or nests too deeply) or holds something other than an object."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise error(f"{path} does not exist; {fix}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise error(f"{path} is not valid JSON ({exc}); {fix}") from None
+    if not isinstance(value, dict):
+        raise error(f"{path} must hold a JSON object, not {type(value).__name__}; {fix}")
+    return value
