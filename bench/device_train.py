@@ -41,7 +41,9 @@ from nuclick_core.data.datasets import read_dataset
 from nuclick_core.data.labelled import shift_images
 from nuclick_core.training.chunks import assemble_checkpoint, fp16_bytes, save_chunks
 from nuclick_core.training.click_patches import ClickPatchSampler
-from nuclick_core.training.train import TrainConfig, initial_net, nuclick_loss
+from nuclick_core.training.recipe import TrainRecipe
+from nuclick_core.training.run import train_config
+from nuclick_core.training.train import initial_net, nuclick_loss
 
 
 class _Batches(IterableDataset):
@@ -79,30 +81,25 @@ def cmd_train(args: argparse.Namespace) -> dict:
         near_miss=args.near_miss,
         near_miss_px=args.near_miss_px,
     )
-    cfg = TrainConfig(
+    recipe = TrainRecipe(
+        data=args.data,
+        val_names=tuple(names),
         width=args.width,
         patch_size=args.patch_size,
         batch_size=args.batch_size,
         epochs=1,
-        steps_per_epoch=args.max_steps or 0,
+        steps_per_epoch=max(args.max_steps, 1),
         lr=args.lr,
         seed=args.seed,
-        device=device,
+        click_inner=args.click_inner,
+        near_miss=args.near_miss,
+        near_miss_px=args.near_miss_px,
+        image_offset=tuple(args.image_offset),
         bce_norm=args.bce_norm,
-        extra={
-            "data": args.data,
-            "format": "folder",
-            "train_images": [it.name for it in items],
-            "val_images": names,
-            "image_offset": list(args.image_offset),
-            "click_inner": args.click_inner,
-            "near_miss": args.near_miss,
-            "near_miss_px": args.near_miss_px,
-            "init": args.init,
-            "command": " ".join(sys.argv),
-            "trained_on": "device run (bench/device_train.py)",
-        },
+        init=args.init,
     )
+    cfg = train_config(recipe, [it.name for it in items], 0, device, " ".join(sys.argv))
+    cfg.extra["trained_on"] = "device run (bench/device_train.py)"
     torch.manual_seed(args.seed)
     net = initial_net(cfg, Path(args.init) if args.init else None, print)
     weight_mib = fp16_bytes(net.state_dict()) / 2**20

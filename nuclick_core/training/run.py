@@ -83,19 +83,12 @@ def samplers(
     )
 
 
-def train_from_recipe(
-    recipe: TrainRecipe,
-    out: Path,
-    *,
-    threads: int = 0,
-    device: str = "cpu",
-    restart: bool = False,
-    command: str = "",
-    progress: Callable[[str], None] = log.info,
-) -> Path:
-    """Train the recipe into the checkpoint folder ``out``; returns the best checkpoint."""
-    train_items, val_items = split_images(recipe)
-    cfg = TrainConfig(
+def train_config(
+    recipe: TrainRecipe, train_images: list[str], threads: int, device: str, command: str
+) -> TrainConfig:
+    """The loop's configuration for ``recipe``; ``extra`` records the rest of the recipe (what
+    checkpoints and model cards say about the run)."""
+    return TrainConfig(
         object_type=recipe.object,
         width=recipe.width,
         patch_size=recipe.patch_size,
@@ -113,7 +106,7 @@ def train_from_recipe(
         extra={
             "data": recipe.data,
             "format": recipe.format,
-            "train_images": [it.name for it in train_items],
+            "train_images": train_images,
             "val_images": list(recipe.val_names),
             "command": command,
             "click_inner": recipe.click_inner,
@@ -128,6 +121,21 @@ def train_from_recipe(
             "gland_strokes": recipe.gland_strokes,
         },
     )
+
+
+def train_from_recipe(
+    recipe: TrainRecipe,
+    out: Path,
+    *,
+    threads: int = 0,
+    device: str = "cpu",
+    restart: bool = False,
+    command: str = "",
+    progress: Callable[[str], None] = log.info,
+) -> Path:
+    """Train the recipe into the checkpoint folder ``out``; returns the best checkpoint."""
+    train_items, val_items = split_images(recipe)
+    cfg = train_config(recipe, [it.name for it in train_items], threads, device, command)
     sampler, val_sampler = samplers(recipe, train_items, val_items)
     pick = np.random.default_rng(12345).permutation(len(val_sampler))[: cfg.val_objects]
     val = val_sampler.fixed_batch(np.sort(pick))
