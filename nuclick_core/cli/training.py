@@ -203,7 +203,11 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--val-objects", type=int, help=f"validation objects scored each epoch ({d['val_objects']})"
     )
-    p.add_argument("--init", help="start from this checkpoint's weights (fine-tuning)")
+    p.add_argument(
+        "--init",
+        help="start from these weights (fine-tuning): a training checkpoint, or a shipped model "
+        "(model.onnx, its folder or its name under models/; its batch norms stay frozen)",
+    )
     p.add_argument(
         "--click-inner",
         type=float,

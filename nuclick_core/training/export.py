@@ -34,7 +34,7 @@ def export_onnx(net: NuClick, path: Path, *, patch_size: int, opset: int = 17) -
     dummy = torch.zeros(2, 5, patch_size, patch_size)
     with atomic_path(path) as tmp:
         torch.onnx.export(
-            _WithSigmoid(net),
+            _WithSigmoid(net).eval(),  # the exporter restores the mode it finds: keep eval
             (dummy,),
             str(tmp),
             input_names=["input"],

@@ -127,6 +127,22 @@ class NuClick(nn.Module):
             ConvBnAct(2 * c[32], c[64]), ConvBnAct(c[64], c[32]), ConvBnAct(c[32], c[32])
         )
         self.head = nn.Conv2d(c[32], 1, 1)
+        self.frozen_batch_norm = False
+
+    def freeze_batch_norm(self) -> None:
+        """Keep every batch norm in eval mode (running statistics fixed, scale and shift still
+        trained) from now on, whatever ``train()`` is called with: for a network read back from
+        ONNX, whose statistics are folded into the convolutions."""
+        self.frozen_batch_norm = True
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> NuClick:
+        super().train(mode)
+        if self.frozen_batch_norm:
+            for m in self.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s1 = self.stem(x)

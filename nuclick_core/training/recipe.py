@@ -162,7 +162,7 @@ def _check(name: str, value: Any, where: str) -> Any:
         return value
     if name == "init":
         if value is not None and not isinstance(value, str):
-            raise bad("a checkpoint path or null")
+            raise bad("a checkpoint, a model.onnx, a model folder or name, or null")
         return value
     if name == "val_names":
         if isinstance(value, str):

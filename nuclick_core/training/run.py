@@ -18,11 +18,12 @@ from nuclick_core.data.cell_canvases import (
 from nuclick_core.data.datasets import read_dataset
 from nuclick_core.data.labelled import LabelledImage, downscale, shift_images
 from nuclick_core.errors import DatasetError
+from nuclick_core.io.files import sha256_file
 from nuclick_core.training.augment import Variety
 from nuclick_core.training.click_patches import ClickPatchSampler
 from nuclick_core.training.gland_patches import GlandPatchSampler
 from nuclick_core.training.recipe import TrainRecipe
-from nuclick_core.training.train import TrainConfig, train
+from nuclick_core.training.train import TrainConfig, init_source, train
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,9 @@ def train_config(
             "near_miss": recipe.near_miss,
             "near_miss_px": recipe.near_miss_px,
             "init": recipe.init,
+            "init_sha256": sha256_file(init_source(Path(recipe.init), recipe.object))
+            if recipe.init
+            else None,
             "downscale": recipe.downscale,
             "image_offset": list(recipe.image_offset),
             "stain_aug": recipe.stain_aug,

@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from nuclick_core.errors import ModelError
+from nuclick_core.inference.models import resolve_model
 from nuclick_core.io.files import atomic_path, write_text_atomic
+from nuclick_core.training.from_onnx import net_from_onnx, onnx_file
 from nuclick_core.training.network import NuClick
 from nuclick_core.training.recipe import recipe_defaults
 from nuclick_core.training.widen import widen
@@ -125,24 +127,44 @@ def evaluate_dice(
     return float(np.mean(scores))
 
 
+def init_source(init: Path, object_type: str) -> Path:
+    """``init`` as a file to read: a checkpoint, a ``model.onnx``, or a model folder or name."""
+    if init.is_file():
+        return init
+    if onnx_file(init).is_file():
+        return onnx_file(init)
+    return onnx_file(resolve_model(str(init), object_type))
+
+
 def initial_net(cfg: TrainConfig, init: Path | None, progress: Callable[[str], None]) -> NuClick:
-    """A fresh network, or ``init``'s weights; a checkpoint of half the width is widened."""
+    """A fresh network, or ``init``'s weights: a training checkpoint, or a shipped model (its
+    ``model.onnx``, its folder or its name under models/; batch norms frozen, see
+    ``from_onnx``). A network of half the width is widened."""
     if init is None:
         return NuClick(width=cfg.width).to(cfg.device)
-    state = torch.load(init, map_location="cpu", weights_only=False)
-    width = state.get("config", {}).get("width", cfg.width)
+    source = init_source(init, cfg.object_type)
+    if source.suffix == ".onnx":
+        net = net_from_onnx(source)
+    else:
+        state = torch.load(source, map_location="cpu", weights_only=False)
+        net = NuClick(width=state.get("config", {}).get("width", cfg.width))
+        net.load_state_dict(state["model"])
+        if state.get("frozen_batch_norm"):
+            net.freeze_batch_norm()
+    width = net.width
     if width not in (cfg.width, cfg.width / 2):
         raise ModelError(
-            f"{init}: checkpoint width {width} cannot start a width-{cfg.width} network; "
-            f"use --width {width} or {2 * width} (a checkpoint can only be widened twofold)"
+            f"{source}: network width {width} cannot start a width-{cfg.width} network; "
+            f"use --width {width} or {2 * width} (a network can only be widened twofold)"
         )
-    net = NuClick(width=width)
-    net.load_state_dict(state["model"])
     if width == cfg.width:
-        progress(f"initialised from {init}")
+        progress(f"initialised from {source}")
     else:
+        frozen = net.frozen_batch_norm
         net = widen(net, seed=cfg.seed)
-        progress(f"initialised from {init}, widened from width {width} to {cfg.width}")
+        if frozen:
+            net.freeze_batch_norm()
+        progress(f"initialised from {source}, widened from width {width} to {cfg.width}")
     return net.to(cfg.device)
 
 
@@ -218,6 +240,7 @@ def train(
             "best": max(best, dice),
             "history": history,
             "config": asdict(cfg),
+            "frozen_batch_norm": net.frozen_batch_norm,
         }
         if dice > best:
             best = dice

@@ -116,7 +116,7 @@ def test_a_few_steps_resume_and_export(tmp_path) -> None:
     assert torch.load(tmp_path / "wide" / "last.pt", weights_only=False)["config"]["width"] == 0.125
     # ... and any other width is refused with the fix
     four = TrainConfig(**{**cfg.__dict__, "width": 4 * cfg.width})
-    with pytest.raises(ModelError, match=r"checkpoint width 0\.0625 cannot start a width-0\.25"):
+    with pytest.raises(ModelError, match=r"network width 0\.0625 cannot start a width-0\.25"):
         train(four, draw, val, tmp_path / "four", init=best, progress=lines.append)
 
     card = export_model(
