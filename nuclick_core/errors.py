@@ -26,3 +26,7 @@ class DatasetError(NuclickError):
 
 class ConfigError(NuclickError):
     """A configuration value or sample sheet is invalid."""
+
+
+class OutputError(NuclickError):
+    """An output path cannot be written, or would overwrite an input."""

@@ -9,8 +9,14 @@ import sys
 from nuclick_core.cli.slides import add_slide_commands
 from nuclick_core.cli.training import add_training_commands
 from nuclick_core.errors import NuclickError
+from nuclick_core.io.files import check_outputs
 
 log = logging.getLogger("nuclick")
+
+#: Argument names that are output files (``--out`` of train and export is a folder: not listed
+#: for them) and input files; every command's are checked before it starts (io.files).
+OUTPUT_FILES = ("out", "geojson", "report")
+INPUT_FILES = ("slide", "annotations", "instances", "model", "recipe", "checkpoint")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("nuclick", "nuclick_core"):
         logging.getLogger(name).setLevel(level)
     try:
+        check_outputs(
+            {
+                f"--{d}": getattr(args, d, None)
+                for d in OUTPUT_FILES
+                if not (d == "out" and getattr(args, "out_is_folder", False))
+            },
+            {f"--{d}": getattr(args, d, None) for d in INPUT_FILES},
+        )
         args.func(args)
     except NuclickError as exc:
         log.error("%s", exc)

@@ -241,7 +241,7 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", required=True, help="checkpoint folder (keep it outside the repo)")
     p.add_argument("--restart", action="store_true", default=False, help="ignore last.pt")
-    p.set_defaults(func=_cmd_train)
+    p.set_defaults(func=_cmd_train, out_is_folder=True)
 
 
 def add_training_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -265,7 +265,7 @@ def add_training_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         help="test-time augmentation views recommended for inference",
     )
     p.add_argument("--card-extra", help="JSON file merged into model.json (data, licence)")
-    p.set_defaults(func=_cmd_export)
+    p.set_defaults(func=_cmd_export, out_is_folder=True)
 
     p = sub.add_parser(
         "evaluate", help="evaluate a model on labelled images (marks from the ground truth)"

@@ -89,3 +89,57 @@ def read_json_object(path: Path | str, *, fix: str, error: type[Exception] = Val
     if not isinstance(value, dict):
         raise error(f"{path} must hold a JSON object, not {type(value).__name__}; {fix}")
     return value
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def check_outputs(
+    outputs: dict[str, Path | str | None], inputs: dict[str, Path | str | None]
+) -> None:
+    """Before any work: every output file (keyed by its flag) can be written where it is asked
+    for, is none of the inputs and no other output. A whole-slide run that would fail at its
+    last step, or overwrite the user's slide or marks, stops here instead, in a second.
+
+    Raises OutputError naming the flag, the path and the fix.
+    """
+    from nuclick_core.errors import OutputError
+
+    outs = {flag: Path(p) for flag, p in outputs.items() if p}
+    ins = {flag: Path(p) for flag, p in inputs.items() if p}
+    for flag, path in outs.items():
+        for other, source in ins.items():
+            if _same_file(path, source):
+                raise OutputError(
+                    f"{flag} {path} is the {other} input: writing it would destroy the input; "
+                    "choose another output path"
+                )
+        for other, second in outs.items():
+            if other < flag and _same_file(path, second):
+                raise OutputError(
+                    f"{flag} and {other} are the same file ({path}): one would replace the "
+                    "other; give each its own path"
+                )
+        if path.is_dir():
+            raise OutputError(f"{flag} {path} is a folder; give a file path inside it")
+        ancestor = path.parent
+        while not ancestor.exists():
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise OutputError(
+                f"{flag} {path}: {ancestor} is a file, not a folder, so nothing can be written "
+                "under it; choose another output path"
+            )
+        try:  # a real write, not os.access: root, ACLs and read-only mounts all answer truly
+            path.parent.mkdir(parents=True, exist_ok=True)
+            probe = path.with_name(f".{path.name}.{os.getpid()}.probe")
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise OutputError(
+                f"{flag} {path} cannot be written ({exc.strerror or exc}); choose a folder "
+                "you can write to"
+            ) from exc

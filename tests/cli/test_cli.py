@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import geopandas as gpd
 import pyarrow.parquet as pq
@@ -296,8 +297,8 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, monkeypatch, caplog) -> 
         raise KeyboardInterrupt
 
     monkeypatch.setattr(run, "run_slide", interrupted)
-    argv = ["segment", "--slide", "s.png", "--annotations", "a.csv", "--out", "o.parquet"]
-    assert main(argv) == 130
+    argv = ["segment", "--slide", "s.png", "--annotations", "a.csv"]
+    assert main([*argv, "--out", str(tmp_path / "o.parquet")]) == 130
     assert "interrupted" in caplog.text and "Traceback" not in caplog.text
 
 
@@ -313,3 +314,61 @@ def test_marks_mixing_labelled_and_unlabelled_rows_are_written(tmp_path, demo_sc
     labels = pq.read_table(out).sort_by("click_id").column("label").to_pylist()
     assert labels[1::2] == ["tumour"] * (len(centres) // 2)
     assert all(v is None for v in labels[0::2])
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("--out=ANNOTATIONS", "is the --annotations input: writing it would destroy the input"),
+        ("--out=SLIDE", "is the --slide input"),
+        ("--geojson=OUT", "--out and --geojson are the same file"),
+        ("--out=FILE/o.parquet", "is a file, not a folder"),
+        ("--out=DIR", "is a folder; give a file path inside it"),
+        ("--geojson=FILE/x/o.geojson", "is a file, not a folder"),
+    ],
+)
+def test_bad_output_paths_stop_before_the_slide_is_read(
+    tmp_path, demo_scene, monkeypatch, caplog, where, message
+):
+    """#13 defects 2 and 3: an output equal to an input destroyed it; an unwritable output
+    failed only after the whole run."""
+    import nuclick_core.inference.run as run
+
+    def never(*args, **kwargs):
+        raise AssertionError("the slide was read before the outputs were checked")
+
+    monkeypatch.setattr(run, "run_slide", never)
+    image, centres = demo_scene
+    clicks = tmp_path / "c.csv"
+    _csv(clicks, centres)
+    (tmp_path / "FILE").write_text("mine")
+    (tmp_path / "DIR").mkdir()
+    before = {p: p.read_bytes() for p in (image, clicks, tmp_path / "FILE")}
+    out = tmp_path / "o.parquet"
+    places = {"ANNOTATIONS": clicks, "SLIDE": image, "OUT": out}
+    flag, value = where.split("=")
+    for name, path in places.items():
+        value = value.replace(name, str(path))
+    value = value if value.startswith("/") else str(tmp_path / value)
+    argv = ["segment", "--slide", str(image), "--annotations", str(clicks), "--out", str(out)]
+    argv += [flag, value]
+    assert main(argv) == 2
+    assert message in caplog.text
+    assert {p: p.read_bytes() for p in before} == before
+    assert not out.exists() or flag == "--out"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_output_folder_stops_before_the_run(tmp_path, demo_scene, caplog) -> None:
+    image, centres = demo_scene
+    clicks = tmp_path / "c.csv"
+    _csv(clicks, centres)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        argv = ["segment", "--slide", str(image), "--annotations", str(clicks)]
+        assert main([*argv, "--out", str(locked / "o.parquet")]) == 2
+        assert "cannot be written" in caplog.text
+    finally:
+        locked.chmod(0o700)
