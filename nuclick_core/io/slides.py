@@ -129,6 +129,27 @@ def _slide_mpp(osr: openslide.OpenSlide) -> float | None:
     return (x + y) / 2
 
 
+def _rgb8(im: Image.Image, path: Path) -> np.ndarray:
+    """The image as uint8 RGB. 16-bit grey (Pillow's ``I;16`` modes, or ``I`` holding 16-bit
+    values) is scaled from its full range (value / 257); Pillow's own RGB conversion clips it,
+    which turned every pixel white and every click into ``on_background``."""
+    if im.mode.startswith("I;16") or im.mode == "I":
+        grey = np.asarray(im)
+        if grey.min() < 0 or grey.max() > 65535:
+            raise SlideError(
+                f"{path}: a {im.mode} image with values {grey.min()}..{grey.max()} outside the "
+                "16-bit range; save it as 8-bit or 16-bit RGB or grey"
+            )
+        grey8 = np.round(grey.astype(np.float64) / 257.0).astype(np.uint8)
+        return np.repeat(grey8[..., None], 3, axis=2)
+    if im.mode == "F":
+        raise SlideError(
+            f"{path}: a floating-point image, whose intensity scale is unknown; save it as "
+            "8-bit or 16-bit RGB or grey"
+        )
+    return np.asarray(im.convert("RGB"))
+
+
 def open_slide(path: Path | str, *, mpp: float | None = None, fallback_mpp: float) -> Slide:
     """Open a whole-slide image or a plain image.
 
@@ -167,7 +188,7 @@ def open_slide(path: Path | str, *, mpp: float | None = None, fallback_mpp: floa
             )
         try:
             with Image.open(path) as im:
-                pixels = np.asarray(im.convert("RGB"))
+                pixels = _rgb8(im, path)
                 dpi = im.info.get("dpi")
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise SlideError(

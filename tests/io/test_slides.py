@@ -102,3 +102,24 @@ def test_bad_user_mpp(tmp_path, smooth_image) -> None:
     Image.fromarray(smooth_image).save(path)
     with pytest.raises(SlideError, match="positive number"):
         open_slide(path, mpp=-1.0, fallback_mpp=0.5)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_16_bit_grey_images_are_scaled_not_clipped(tmp_path, suffix) -> None:
+    """#13 defect 4: Pillow's RGB conversion clipped 16-bit grey to white, so every click
+    became on_background."""
+    grey16 = (np.arange(40 * 60).reshape(40, 60) * 27).astype(np.uint16)
+    path = tmp_path / f"g16{suffix}"
+    Image.fromarray(grey16).save(path)
+    rgb = open_slide(path, mpp=0.5, fallback_mpp=0.5).read_level(0, 0, 0, 60, 40)
+    want = np.round(grey16 / 257.0).astype(np.uint8)
+    assert rgb.dtype == np.uint8 and rgb.shape == (40, 60, 3)
+    assert np.array_equal(rgb[..., 0], want) and np.array_equal(rgb[..., 2], want)
+    assert 0 < rgb.mean() < 250
+
+
+def test_float_images_are_refused_with_the_fix(tmp_path) -> None:
+    path = tmp_path / "f.tif"
+    Image.fromarray(np.ones((8, 8), np.float32)).save(path)
+    with pytest.raises(SlideError, match=r"f\.tif: a floating-point image"):
+        open_slide(path, mpp=0.5, fallback_mpp=0.5)
