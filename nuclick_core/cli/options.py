@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-OBJECTS = ("nucleus", "cell", "gland")
+from nuclick_core.io.status import OBJECTS
 
 
 def parse_offset(text: str) -> tuple[float, float]:

@@ -8,6 +8,7 @@ decisions that change it live in :mod:`nuclick_core.registry`.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 from nuclick_core.errors import ModelError
 from nuclick_core.inference.postprocess import PostprocessParams
 from nuclick_core.io.files import read_json_object, sha256_file
+from nuclick_core.io.status import OBJECTS
 
 MODELS_DIR = Path(os.environ.get("NUCLICK_MODELS", Path(__file__).resolve().parents[2] / "models"))
 
@@ -81,6 +83,26 @@ def resolve_model(
     return candidate
 
 
+def _check_card(card: ModelCard, where: Path) -> None:
+    """Values a run cannot use are refused here, naming the field, not deep in the run."""
+    problems = []
+    if not (math.isfinite(card.mpp) and card.mpp > 0):
+        problems.append(f"mpp {card.mpp!r} must be a positive number of microns per pixel")
+    if card.patch_size < 32 or card.patch_size % 32:
+        problems.append(
+            f"patch_size {card.patch_size} must be a positive multiple of 32 (the network pools "
+            "five times)"
+        )
+    if card.object_type not in OBJECTS:
+        problems.append(f"object_type {card.object_type!r} must be one of {list(OBJECTS)}")
+    if card.tta < 1:
+        problems.append(f"inference.tta {card.tta} must be at least 1")
+    if not 0 < card.postprocess.threshold < 1:
+        problems.append(f"postprocess.threshold {card.postprocess.threshold!r} must lie in (0, 1)")
+    if problems:
+        raise ModelError(f"{where}: " + "; ".join(problems) + "; fix the card or re-export")
+
+
 def load_card(model_dir: Path, *, verify: bool = True) -> ModelCard:
     """Read ``model.json``; with ``verify`` check the ONNX file's sha256 against it."""
     raw = _read_json(model_dir / "model.json", "model card")
@@ -96,8 +118,9 @@ def load_card(model_dir: Path, *, verify: bool = True) -> ModelCard:
             tta=int(raw.get("inference", {}).get("tta", 1)),
             raw=raw,
         )
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ModelError(f"{model_dir / 'model.json'} lacks or mistypes a field: {exc}") from exc
+    _check_card(card, model_dir / "model.json")
     if verify and sha256_file(model_dir / "model.onnx") != card.sha256:
         raise ModelError(
             f"{model_dir / 'model.onnx'} does not match the sha256 in its model.json; "

@@ -114,9 +114,16 @@ class OnnxPredictor:
             except Exception as exc:
                 log.debug("onnxruntime.preload_dlls failed: %s", exc)
         wanted.append("CPUExecutionProvider")
-        self.session = ort.InferenceSession(
-            str(card.path / "model.onnx"), sess_options=opts, providers=wanted
-        )
+        try:
+            self.session = ort.InferenceSession(
+                str(card.path / "model.onnx"), sess_options=opts, providers=wanted
+            )
+        except Exception as exc:  # InvalidProtobuf, Fail, ...: ONNX Runtime's own types
+            raise ModelError(
+                f"{card.path / 'model.onnx'}: ONNX Runtime cannot load it ({type(exc).__name__}: "
+                f"{str(exc)[:200]}); the file is damaged or not an ONNX model (its sha256 matches "
+                "the card, so the card was written for this file): re-export the model"
+            ) from exc
         used = self.session.get_providers()
         if provider in ("cuda", "tensorrt") and used[0] == "CPUExecutionProvider":
             raise ModelError(

@@ -30,8 +30,8 @@ from shapely.geometry import LineString, MultiLineString, Point, mapping
 from shapely.geometry.base import BaseGeometry
 
 from nuclick_core.errors import AnnotationError
+from nuclick_core.io.status import OBJECTS
 
-OBJECTS = ("nucleus", "cell", "gland")
 _X_NAMES, _Y_NAMES = ("x", "centroid_x"), ("y", "centroid_y")
 _LABEL_NAMES = ("label", "class", "classification")
 _SHAPES = "only Point, MultiPoint, LineString and MultiLineString marks are supported"
@@ -225,9 +225,15 @@ def _geojson_label(properties: Mapping[str, Any]) -> str | None:
 
 def _read_geojson(path: Path) -> list[Mark]:
     try:
-        data = json.loads(_read_text(path))
+        # integers as floats: a coordinate of 10**400 becomes inf (refused below with its
+        # feature) instead of an OverflowError when it is converted
+        data = json.loads(_read_text(path), parse_int=float)
     except json.JSONDecodeError as exc:
         raise AnnotationError(f"{path} is not valid JSON ({exc}); export it again") from exc
+    except RecursionError as exc:
+        raise AnnotationError(
+            f"{path}: JSON nested too deeply to be GeoJSON marks; export the annotations again"
+        ) from exc
     if isinstance(data, dict) and data.get("type") in ("FeatureCollection", "Feature"):
         features = data.get("features") if data["type"] == "FeatureCollection" else [data]
     else:

@@ -28,3 +28,6 @@ STATUSES: dict[str, str] = {
     UNSUPPORTED_MARK: "the mark's kind does not fit the model (a point in a gland run, a "
     "squiggle in a nucleus or cell run)",
 }
+
+#: The object types a mark, a model and a run can be about.
+OBJECTS = ("nucleus", "cell", "gland")

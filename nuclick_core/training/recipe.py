@@ -20,8 +20,8 @@ import numpy as np
 
 from nuclick_core.data.datasets import FORMATS
 from nuclick_core.errors import ConfigError
+from nuclick_core.io.status import OBJECTS
 
-OBJECTS = ("nucleus", "cell", "gland")
 #: How the weighted BCE of equation 1 is normalised (see training.train.nuclick_loss).
 BCE_NORMS = ("pixels", "weights")
 #: Dataset formats a recipe may name: the image datasets plus segmented cells (canvases).

@@ -511,3 +511,19 @@ def test_csv_round_trip(points: list[tuple[float, float]]) -> None:
         table = read_annotations(path)
     assert table["click_id"].tolist() == list(range(len(points)))
     assert [(g.x, g.y) for g in table.geometry] == points
+
+
+def test_hostile_geojson_is_refused_with_the_feature(tmp_path) -> None:
+    """#13 defect 6: deep nesting gave RecursionError, a coordinate of 10**400 OverflowError."""
+    point = '{"type":"Feature","geometry":{"type":"Point","coordinates":[%s,2]},"properties":%s}'
+    deep = tmp_path / "deep.geojson"
+    deep.write_text("[" + point % ("1", "[" * 50000 + "]" * 50000) + "]")
+    with pytest.raises(AnnotationError, match=r"deep\.geojson: JSON nested too deeply"):
+        read_annotations(deep)
+    huge = tmp_path / "huge.geojson"
+    huge.write_text("[" + point % ("1" + "0" * 400, "{}") + "]")
+    with pytest.raises(AnnotationError, match=r"huge\.geojson: feature 1, x: value inf"):
+        read_annotations(huge)
+    fine = tmp_path / "fine.geojson"
+    fine.write_text("[" + point % ("7", '{"id": 3}') + "]")
+    assert [(g.x, g.y) for g in read_annotations(fine).geometry] == [(7.0, 2.0)]
