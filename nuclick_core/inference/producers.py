@@ -202,6 +202,11 @@ def point_instances(
                 reader.join(0.05)
 
 
+#: The largest squiggle box (twice the squiggle's extent), in patches of the model grid: a
+#: squiggle up to 4 x 256 px x 1.24 um = 1.27 mm long for the gland models.
+MAX_SQUIGGLE_PATCHES = 8
+
+
 def squiggle_instances(
     slide: Slide,
     squiggles: list[shapely.Geometry],
@@ -221,8 +226,14 @@ def squiggle_instances(
     p = patch_size
     lines = [grid_lines(g, grid.f) for g in squiggles]
     plans = [plan_squiggle(ln, p) for ln in lines]
-    for start in range(0, len(rows), batch_size):
-        chunk = range(start, min(start + batch_size, len(rows)))
+    # A squiggle's region is read and its mask built at grid resolution, so memory grows with
+    # its box squared: one spanning more than MAX_SQUIGGLE_PATCHES patches gets a status.
+    large = [k for k, plan in enumerate(plans) if plan.side > MAX_SQUIGGLE_PATCHES * p]
+    if large:
+        yield PatchBatch([(int(rows[k]), status.MARK_TOO_LARGE, None) for k in large], None)
+    keep = [k for k in range(len(rows)) if plans[k].side <= MAX_SQUIGGLE_PATCHES * p]
+    for start in range(0, len(keep), batch_size):
+        chunk = keep[start : start + batch_size]
         inputs = np.stack(
             [
                 squiggle_inputs(

@@ -116,6 +116,11 @@ class Slide:
             self._osr.close()
 
 
+#: Microns per pixel a slide may have: beyond these a run would read absurd regions (--mpp 1e-6
+#: asked for 2.9 PiB) or see a handful of pixels.
+MPP_RANGE = (0.01, 100.0)
+
+
 def _slide_mpp(osr: openslide.OpenSlide) -> float | None:
     try:
         x = float(osr.properties[openslide.PROPERTY_NAME_MPP_X])
@@ -210,6 +215,15 @@ def open_slide(path: Path | str, *, mpp: float | None = None, fallback_mpp: floa
             "column); assuming the model's %.4f um/px",
             path,
             fallback_mpp,
+        )
+    if not MPP_RANGE[0] <= value <= MPP_RANGE[1]:
+        if osr is not None:
+            osr.close()
+        given = {"user": "given", "slide": "in the slide's metadata", "assumed": "assumed"}
+        raise SlideError(
+            f"{path}: mpp {value!r} ({given[source]}) is outside {MPP_RANGE[0]}..{MPP_RANGE[1]} "
+            "um/px, which no microscope scan has (40x is about 0.25); give the slide's real mpp "
+            "(--mpp or the sample sheet's mpp column)"
         )
     return Slide(path, int(width), int(height), float(value), source, osr, pixels)
 

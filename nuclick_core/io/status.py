@@ -14,6 +14,7 @@ EMPTY = "empty"
 CLICK_OUTSIDE_MASK = "click_outside_mask"
 LOST_TO_NEIGHBOUR = "lost_to_neighbour"
 UNSUPPORTED_MARK = "unsupported_mark"
+MARK_TOO_LARGE = "mark_too_large"
 #: Held by a click while a run is under way; never written.
 PENDING = "pending"
 
@@ -27,6 +28,9 @@ STATUSES: dict[str, str] = {
     LOST_TO_NEIGHBOUR: "every pixel of the instance went to a neighbour",
     UNSUPPORTED_MARK: "the mark's kind does not fit the model (a point in a gland run, a "
     "squiggle in a nucleus or cell run)",
+    MARK_TOO_LARGE: "the squiggle's patch box (twice its extent) would exceed 8 model patches: "
+    "a squiggle longer than 4 patches (1.27 mm for the 256 px, 1.24 um/px gland models) is not "
+    "read, so memory stays bounded (at the cap a run peaks about 40 MB above a small squiggle)",
 }
 
 #: The object types a mark, a model and a run can be about.

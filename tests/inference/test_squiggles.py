@@ -225,3 +225,19 @@ def test_committed_demo_squiggles_lie_in_the_generated_glands(tmp_path) -> None:
         assert (owners == owners[0]).all() and owners[0] > 0  # wholly inside one gland
         hit.add(int(owners[0]))
     assert hit == set(range(1, labels.max() + 1))  # one squiggle per gland
+
+
+def test_a_squiggle_beyond_eight_patches_gets_a_status_not_terabytes(tmp_path) -> None:
+    """#13 defect 5: a squiggle out to 1e12 asked for 7 TiB; the box is capped and the other
+    squiggles of the slide are still segmented."""
+    from nuclick_core.inference.producers import MAX_SQUIGGLE_PATCHES
+
+    img = _ring_image((100, 160), (50, 120), 15, 0)
+    lines = [
+        np.array([[10.0, 10.0], [1e12, 20.0]]),
+        np.array([[115.0, 50.0], [125.0, 50.0]]),
+        np.array([[5.0, 5.0], [5.0 + MAX_SQUIGGLE_PATCHES * P, 5.0]]),  # just over the cap
+    ]
+    table = _run(tmp_path, img, lines)
+    assert table["status"].tolist() == ["mark_too_large", "ok", "mark_too_large"]
+    assert table.geometry.iloc[1].area == pytest.approx(np.pi * 15**2, rel=0.1)

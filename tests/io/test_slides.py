@@ -123,3 +123,12 @@ def test_float_images_are_refused_with_the_fix(tmp_path) -> None:
     Image.fromarray(np.ones((8, 8), np.float32)).save(path)
     with pytest.raises(SlideError, match=r"f\.tif: a floating-point image"):
         open_slide(path, mpp=0.5, fallback_mpp=0.5)
+
+
+@pytest.mark.parametrize("mpp", [1e-6, 0.001, 1e4])
+def test_absurd_mpp_is_refused_before_any_read(tmp_path, mpp) -> None:
+    """#13 defect 5: --mpp 1e-6 asked for 2.9 PiB."""
+    path = tmp_path / "s.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path)
+    with pytest.raises(SlideError, match=r"s\.png: mpp .* \(given\) is outside 0\.01\.\.100"):
+        open_slide(path, mpp=mpp, fallback_mpp=0.5)
