@@ -176,6 +176,22 @@ def test_validation_rejects_bad_input_naming_the_problem(
         assert text in run.stdout + run.stderr, output_of(run)
 
 
+def test_comma_separated_sheet_is_named_as_such(workdir: Path):
+    """#13 defect 6: a CSV sample sheet raised KeyError inside the sheet's own error handler."""
+    text = "sample,slide,annotations,object,mpp,model\na,image.png,clicks.csv,nucleus,0.5,\n"
+    (workdir / "samples.tsv").write_text(text)
+    run = snakemake(
+        "--dry-run",
+        "--configfile",
+        write_config(workdir, "samples: samples.tsv\n"),
+        workdir=workdir,
+    )
+    assert run.returncode != 0, output_of(run)
+    out = run.stdout + run.stderr
+    assert "line 1 lacks the column(s) sample, slide, annotations" in out, output_of(run)
+    assert "must be tab-separated (TSV)" in out and "KeyError" not in out, output_of(run)
+
+
 def test_validation_fills_defaults(workdir: Path):
     """A sheet with only the required columns and an empty config are enough."""
     (workdir / "samples.tsv").write_text("sample\tslide\tannotations\na\timage.png\tclicks.csv\n")

@@ -19,6 +19,8 @@ from snakemake.utils import validate
 
 # Sample sheet columns read as text (everything but mpp, which must parse as a number).
 TEXT_COLUMNS = ["sample", "slide", "annotations", "object", "model"]
+# Columns every sheet must have (the schema's `required`).
+REQUIRED_COLUMNS = ["sample", "slide", "annotations"]
 # Inputs under this folder are made by rules (downloads), so they need not exist yet.
 MADE_BY_RULES = "resources"
 
@@ -44,6 +46,19 @@ def read_sample_sheet(path):
     for column in sheet.columns.intersection(TEXT_COLUMNS):
         sheet[column] = sheet[column].str.strip().replace("", pd.NA)
     sheet = sheet.dropna(how="all")
+    missing = [c for c in REQUIRED_COLUMNS if c not in sheet.columns]
+    if missing:
+        header = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()[:1]
+        hint = (
+            "; the header has commas but no tabs: the sheet must be tab-separated (TSV), "
+            "save it as such"
+            if header and "," in header[0] and "\t" not in header[0]
+            else ""
+        )
+        raise WorkflowError(
+            f"sample sheet {path}: line 1 lacks the column(s) {', '.join(missing)} "
+            f"(found: {', '.join(map(str, sheet.columns))}){hint}"
+        )
     line = {index: index + 2 for index in sheet.index}
     if sheet.empty:
         raise WorkflowError(f"sample sheet {path} has no rows; add one row per slide")
