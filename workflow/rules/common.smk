@@ -48,7 +48,9 @@ def read_sample_sheet(path):
     sheet = sheet.dropna(how="all")
     missing = [c for c in REQUIRED_COLUMNS if c not in sheet.columns]
     if missing:
-        header = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()[:1]
+        header = (
+            Path(path).read_text(encoding="utf-8", errors="replace").splitlines()[:1]
+        )
         hint = (
             "; the header has commas but no tabs: the sheet must be tab-separated (TSV), "
             "save it as such"
