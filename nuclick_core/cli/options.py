@@ -7,6 +7,21 @@ import argparse
 from nuclick_core.io.status import OBJECTS
 
 
+def at_least(low: int):
+    """An argparse type: an integer of at least ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} must be at least {low}")
+        return value
+
+    return parse
+
+
 def parse_offset(text: str) -> tuple[float, float]:
     """``--image-offset DX,DY`` parsed; a clear error otherwise."""
     try:
@@ -61,5 +76,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
     """--batch-size and --threads of an ONNX Runtime session."""
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--threads", type=int, default=0, help="0: the CPUs allotted to this job")
+    p.add_argument("--batch-size", type=at_least(1), default=16)
+    p.add_argument(
+        "--threads", type=at_least(0), default=0, help="0: the CPUs allotted to this job"
+    )

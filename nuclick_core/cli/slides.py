@@ -15,6 +15,7 @@ from pathlib import Path
 from nuclick_core.cli.options import (
     add_model_options,
     add_run_options,
+    at_least,
     parse_floats,
     parse_region,
 )
@@ -172,7 +173,9 @@ def add_slide_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--mpp", type=float, help="microns per pixel of the slide's level 0")
     add_run_options(p)
     p.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda", "tensorrt"])
-    p.add_argument("--tile", type=int, default=1024, help="tile side in model pixels")
+    p.add_argument(
+        "--tile", type=at_least(64), default=1024, help="tile side in model pixels (>= 64)"
+    )
     p.add_argument(
         "--tta",
         type=int,

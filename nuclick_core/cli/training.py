@@ -13,7 +13,13 @@ import logging
 import sys
 from pathlib import Path
 
-from nuclick_core.cli.options import OBJECTS, add_image_offset, add_run_options, parse_names
+from nuclick_core.cli.options import (
+    OBJECTS,
+    add_image_offset,
+    add_run_options,
+    at_least,
+    parse_names,
+)
 from nuclick_core.data.datasets import FORMATS
 from nuclick_core.evaluation.metrics import HIGHER_IS_BETTER
 from nuclick_core.training.recipe import BCE_NORMS, RECIPE_FORMATS, TrainRecipe, recipe_defaults
@@ -237,7 +243,9 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         type=float,
         help="probability that a gland's training squiggle is a hand-like stroke, not the skeleton",
     )
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    p.add_argument(
+        "--threads", type=at_least(0), default=0, help="torch threads (0: torch default)"
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", required=True, help="checkpoint folder (keep it outside the repo)")
     p.add_argument("--restart", action="store_true", default=False, help="ignore last.pt")

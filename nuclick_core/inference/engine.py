@@ -9,6 +9,7 @@ always).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from nuclick_core.inference.stitch import Settler, paste_last_wins, resolve_over
 from nuclick_core.io import status
 from nuclick_core.io.annotations import outside_slide_mask
 from nuclick_core.io.slides import Slide
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,15 @@ def segment_clicks(
     is_point, is_squiggle = kind == "point", kind == "squiggle"
     wanted = is_point if geom.mark == "point" else is_squiggle
     status_of[~wanted] = status.UNSUPPORTED_MARK
+    if n and not wanted.any():
+        fits = "--object gland" if geom.mark == "point" else "--object nucleus or --object cell"
+        log.warning(
+            "none of the %d marks is a %s, which this model takes: every row gets the status "
+            "unsupported_mark; for these marks use %s",
+            n,
+            "line (squiggle)" if geom.mark == "squiggle" else "point (click)",
+            fits,
+        )
     inside = ~outside_slide_mask(clicks, slide.width, slide.height) if n else np.zeros(0, bool)
     status_of[wanted & ~inside] = status.OUTSIDE_SLIDE
     geoms: list = [None] * n

@@ -52,6 +52,8 @@ def _number(value: Any, where: str) -> float:
     """Parse one coordinate, rejecting text that is not a number, NaN and infinities."""
     if isinstance(value, str) and value.strip():
         try:
+            if "_" in value:  # Python's float() reads "1_00" as 100
+                raise ValueError(value)
             number = float(value.strip())
         except ValueError:
             raise AnnotationError(f"{where}: value {value!r} is not a number") from None

@@ -9,12 +9,31 @@ looks finished.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+_HOST = socket.gethostname().replace(".", "_") or "host"
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Remove temporaries of ``path`` left by a killed writer: those of this host whose process
+    is gone (a temporary of another host, on a shared file system, is left alone)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.{_HOST}.*.tmp"):
+        pid = tmp.name[len(f".{path.name}.{_HOST}.") : -len(".tmp")]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except PermissionError:  # alive, another user's
+            pass
 
 
 @contextmanager
@@ -35,7 +54,8 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    _remove_stale_temporaries(path)
+    tmp = path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.tmp")
     try:
         yield tmp
         with open(tmp, "rb+") as fh:  # on disk before the rename makes it look finished

@@ -116,6 +116,9 @@ class Slide:
             self._osr.close()
 
 
+#: Whole-slide formats OpenSlide reads (not plain images): one it does not recognise is damaged.
+SLIDE_SUFFIXES = (".svs", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif")
+
 #: Microns per pixel a slide may have: beyond these a run would read absurd regions (--mpp 1e-6
 #: asked for 2.9 PiB) or see a handful of pixels.
 MPP_RANGE = (0.01, 100.0)
@@ -186,6 +189,12 @@ def open_slide(path: Path | str, *, mpp: float | None = None, fallback_mpp: floa
         width, height = osr.dimensions
         pixels = None
     else:
+        if path.suffix.lower() in SLIDE_SUFFIXES:
+            raise SlideError(
+                f"{path}: OpenSlide does not recognise this {path.suffix} file; it looks "
+                "truncated or damaged (an interrupted copy?): copy it again from the scanner or "
+                "archive and compare checksums"
+            )
         if path.suffix.lower() not in PLAIN_SUFFIXES:
             raise SlideError(
                 f"{path}: not a slide format OpenSlide knows and not a plain image "

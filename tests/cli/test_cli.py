@@ -372,3 +372,19 @@ def test_read_only_output_folder_stops_before_the_run(tmp_path, demo_scene, capl
         assert "cannot be written" in caplog.text
     finally:
         locked.chmod(0o700)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--threads", "-1", "-1 must be at least 0"),
+        ("--tile", "0", "0 must be at least 64"),
+        ("--batch-size", "0", "0 must be at least 1"),
+        ("--threads", "two", "'two' is not a whole number"),
+    ],
+)
+def test_out_of_range_options_are_refused(tmp_path, capsys, flag, value, message) -> None:
+    argv = ["segment", "--slide", "s.png", "--annotations", "a.csv"]
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--out", str(tmp_path / "o.parquet"), flag, value])
+    assert info.value.code == 2 and message in capsys.readouterr().err

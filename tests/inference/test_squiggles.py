@@ -100,7 +100,7 @@ def test_squiggle_at_the_slide_border_and_two_glands(tmp_path) -> None:
     assert b.area == pytest.approx(np.pi * 15**2, rel=0.1)
 
 
-def test_clicks_are_unsupported_for_a_gland_model(tmp_path) -> None:
+def test_clicks_are_unsupported_for_a_gland_model(tmp_path, caplog) -> None:
     img = _ring_image((80, 80), (40, 40), 20, 0)
     path = tmp_path / "g.png"
     Image.fromarray(img).save(path)
@@ -112,6 +112,9 @@ def test_clicks_are_unsupported_for_a_gland_model(tmp_path) -> None:
     )
     table = segment_clicks(slide, clicks, DarkPredictor(), GEOM).table
     assert table["status"].tolist() == ["unsupported_mark"]
+    # when no mark at all fits, the run says so and names the flag that would (#13, item 8)
+    assert "none of the 1 marks is a line (squiggle)" in caplog.text
+    assert "use --object nucleus or --object cell" in caplog.text
 
 
 def test_exclusion_off_blanks_the_squiggles_exclusion_maps(tmp_path) -> None:

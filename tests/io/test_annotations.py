@@ -527,3 +527,11 @@ def test_hostile_geojson_is_refused_with_the_feature(tmp_path) -> None:
     fine = tmp_path / "fine.geojson"
     fine.write_text("[" + point % ("7", '{"id": 3}') + "]")
     assert [(g.x, g.y) for g in read_annotations(fine).geometry] == [(7.0, 2.0)]
+
+
+def test_underscored_numbers_are_not_read_as_others(tmp_path) -> None:
+    """#13 item 8: Python's float() reads '1_00' as 100."""
+    path = tmp_path / "m.csv"
+    path.write_text("x,y\n1_00,5\n")
+    with pytest.raises(AnnotationError, match=r"m\.csv: row 1 .*'1_00' is not a number"):
+        read_annotations(path)

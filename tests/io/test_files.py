@@ -39,3 +39,23 @@ def test_sha256_of_a_file_and_bytes(tmp_path) -> None:
     path = tmp_path / "blob"
     path.write_bytes(data)
     assert sha256_file(path) == sha256_bytes(data) == hashlib.sha256(data).hexdigest()
+
+
+def test_temporaries_of_killed_writers_are_removed_on_the_next_write(tmp_path) -> None:
+    """#13 item 8: a kill -9 left .tmp files that were never removed."""
+    import os
+    import subprocess
+
+    from nuclick_core.io import files
+
+    target = tmp_path / "out.parquet"
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer runs
+    stale = tmp_path / f".out.parquet.{files._HOST}.{dead.pid}.tmp"
+    live = tmp_path / f".out.parquet.{files._HOST}.{os.getppid()}.tmp"  # a running process
+    other_host = tmp_path / f".out.parquet.otherhost.{dead.pid}.tmp"
+    for path in (stale, live, other_host):
+        path.write_text("partial")
+    write_text_atomic(target, "done")
+    assert target.read_text() == "done"
+    assert not stale.exists() and live.exists() and other_host.exists()

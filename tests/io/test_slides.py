@@ -85,7 +85,8 @@ def test_plain_image_mpp_sources(tmp_path, smooth_image, caplog) -> None:
     ("name", "content", "message"),
     [
         ("missing.svs", None, "does not exist"),
-        ("garbage.svs", b"not a slide at all", "not a slide format"),
+        ("garbage.svs", b"not a slide at all", "looks truncated or damaged"),
+        ("garbage.xyz", b"not a slide at all", "not a slide format"),
         ("broken.png", b"\x89PNG\r\n\x1a\n garbage", "cannot read the image"),
     ],
 )
