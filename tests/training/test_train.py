@@ -199,3 +199,36 @@ def test_gland_training_strokes_lie_in_their_gland() -> None:
         drawn = x[k, 3] > 0
         assert drawn.sum() >= 2
         assert (y[k, 0][drawn] > 0).mean() > 0.9
+
+
+def test_a_run_killed_and_resumed_ends_where_an_uninterrupted_run_ends(tmp_path) -> None:
+    """#13: resuming from last.pt (optimiser, schedule, epoch) gives the same weights and
+    history as a run that was never stopped."""
+    items = _items(2)
+    sampler = ClickPatchSampler(items[:1], patch_size=64)
+    val = ClickPatchSampler(items[1:], patch_size=64, augment=False).fixed_batch(np.arange(4))
+    cfg = TrainConfig(
+        width=0.0625, patch_size=64, batch_size=2, epochs=2, steps_per_epoch=2, threads=1, lr=1e-3
+    )
+    calls = {"n": 0}
+
+    def draw(rng, n):
+        return sampler.batch(rng.integers(len(sampler), size=n), rng)
+
+    def killed_in_epoch_2(rng, n):
+        calls["n"] += 1
+        if calls["n"] > cfg.steps_per_epoch:
+            raise KeyboardInterrupt  # the job is killed after epoch 1's checkpoint
+        return draw(rng, n)
+
+    whole = tmp_path / "whole"
+    train(cfg, draw, val, whole, progress=lambda _: None)
+    parts = tmp_path / "parts"
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, killed_in_epoch_2, val, parts, progress=lambda _: None)
+    train(cfg, draw, val, parts, progress=lambda _: None)
+    a = torch.load(whole / "last.pt", weights_only=False)
+    b = torch.load(parts / "last.pt", weights_only=False)
+    assert a["history"] == b["history"] and len(a["history"]) == 2
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
