@@ -211,17 +211,24 @@ def promote(
 
 
 def rollback(object_type: str, *, models_dir: Path) -> str:
-    """Make the model that was current before the last promotion current again."""
+    """Undo the last promotion not yet undone: make the model that was current before it current
+    again (a second rollback goes one promotion further back)."""
     registry = read_registry(models_dir)
     current = registry.get("current", {}).get(object_type)
-    promotions = [
-        h
-        for h in registry.get("history", [])
-        if h.get("object_type") == object_type and h.get("action") == "promote"
-    ]
-    if not promotions or promotions[-1].get("current") is None:
-        raise ModelError(f"no earlier {object_type} model to roll back to")
-    previous = promotions[-1]["current"]
+    before: list[str | None] = []  # the model each standing promotion replaced
+    for h in registry.get("history", []):
+        if h.get("object_type") != object_type:
+            continue
+        if h.get("action") == "promote":
+            before.append(h.get("current"))
+        elif h.get("action") == "rollback" and before:
+            before.pop()
+    if not before or before[-1] is None:
+        raise ModelError(
+            f"no earlier {object_type} model to roll back to ({current} is the first promoted); "
+            "promote another model instead"
+        )
+    previous = before[-1]
     if not (models_dir / previous / "model.onnx").exists():
         raise ModelError(f"previous model {previous} is no longer in {models_dir}")
     registry["current"][object_type] = previous

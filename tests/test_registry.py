@@ -238,3 +238,39 @@ def test_without_shifted_sets_on_both_sides_the_clean_set_decides() -> None:
         current="old",
     )
     assert d.promoted and d.per_set is None
+
+
+def test_rollback_edges(tmp_path, tiny_model) -> None:
+    """Nothing to roll back to, a second rollback, a deleted model folder (#13)."""
+    models = tmp_path / "models"
+    models.mkdir()
+    a, b, c = (_model(models, n, tiny_model) for n in ("a", "b", "c"))
+    with pytest.raises(ModelError, match="no earlier nucleus model"):
+        rollback("nucleus", models_dir=models)  # no registry at all
+    promote(a, _figures(a, 0.70), None, models_dir=models)
+    with pytest.raises(ModelError, match="no earlier nucleus model"):
+        rollback("nucleus", models_dir=models)  # a is the first promoted
+    promote(b, _figures(b, 0.75), _figures(a, 0.70), models_dir=models)
+    promote(c, _figures(c, 0.80), _figures(b, 0.75), models_dir=models)
+    assert rollback("nucleus", models_dir=models) == "b"
+    assert rollback("nucleus", models_dir=models) == "a"  # one promotion further back
+    with pytest.raises(ModelError, match="no earlier nucleus model"):
+        rollback("nucleus", models_dir=models)
+    assert read_registry(models)["current"] == {"nucleus": "a"}
+    promote(b, _figures(b, 0.75), _figures(a, 0.70), models_dir=models)
+    shutil.rmtree(a)
+    with pytest.raises(ModelError, match="previous model a is no longer in"):
+        rollback("nucleus", models_dir=models)
+    assert read_registry(models)["current"] == {"nucleus": "b"}
+
+
+def test_a_gain_exactly_at_the_margin_promotes() -> None:
+    d = decide(
+        {"main": {"aji": 0.75}, "data": SET},
+        {"main": {"aji": 0.5}, "data": SET},
+        object_type="nucleus",
+        candidate="new",
+        current="old",
+        margin=0.25,
+    )
+    assert d.promoted, d.reason

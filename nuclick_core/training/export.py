@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -82,10 +83,20 @@ def export_model(
     net.load_state_dict(state["model"])
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / "model.onnx"
-    export_onnx(net, onnx_path, patch_size=cfg["patch_size"])
-    diff = parity(net, onnx_path, patch_size=cfg["patch_size"])
-    if diff > PARITY_TOLERANCE:
-        raise ModelError(f"ONNX/PyTorch parity {diff:.2e} exceeds {PARITY_TOLERANCE:.0e}")
+    # exported beside the target and checked before it replaces anything: a failed export
+    # leaves the folder (and a model already in it) as it was
+    trial = out_dir / ".model.onnx.export"
+    try:
+        export_onnx(net, trial, patch_size=cfg["patch_size"])
+        diff = parity(net, trial, patch_size=cfg["patch_size"])
+        if diff > PARITY_TOLERANCE:
+            raise ModelError(
+                f"{checkpoint}: ONNX/PyTorch parity {diff:.2e} exceeds {PARITY_TOLERANCE:.0e}; "
+                f"nothing was written to {out_dir} (check the onnx and onnxruntime versions)"
+            )
+        os.replace(trial, onnx_path)
+    finally:
+        trial.unlink(missing_ok=True)
     card = {
         "name": name,
         "architecture": "NuClick (Koohbanani, Jahanifar et al. 2020)",

@@ -139,3 +139,26 @@ def test_test_time_augmentation_over_all_views_is_equivariant(tiny_model) -> Non
                 tx, ty = tx[..., ::-1], ty[..., ::-1]
             assert np.allclose(tta(np.ascontiguousarray(tx)), ty, atol=1e-5)
     assert not np.allclose(OnnxPredictor(card, batch_size=4, threads=1, tta=1)(x), y, atol=1e-5)
+
+
+def test_a_parity_failure_leaves_the_model_folder_as_it_was(tmp_path, monkeypatch) -> None:
+    import json
+
+    import nuclick_core.training.export as export
+    from nuclick_core.errors import ModelError
+
+    net = NuClick(width=0.0625)
+    ckpt = tmp_path / "best.pt"
+    cfg = {"width": 0.0625, "patch_size": 64, "object_type": "nucleus"}
+    torch.save(
+        {"model": net.state_dict(), "config": cfg, "epoch": 0, "best": 0.5, "history": []}, ckpt
+    )
+    out = tmp_path / "m"
+    pp = {"threshold": 0.5, "min_size": 5, "min_hole": 10}
+    export.export_model(ckpt, out, name="m", mpp=0.5, postprocess=pp)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    monkeypatch.setattr(export, "parity", lambda *a, **k: 1.0)
+    with pytest.raises(ModelError, match=r"parity 1\.00e\+00 exceeds .* nothing was written"):
+        export.export_model(ckpt, out, name="m", mpp=0.5, postprocess=pp)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert json.loads((out / "model.json").read_text())["parity_max_abs_diff"] <= 1e-4
