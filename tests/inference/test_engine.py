@@ -180,3 +180,45 @@ def test_memory_is_bounded_by_a_band_of_tiles(tmp_path) -> None:
     assert _geometries_equal(a, b)
     assert (a["status"] == "ok").all()
     assert streamed.stats.peak_held_instances < len(centres) / 3
+
+
+class _FixedPredictor:
+    """A stand-in network with known output: the same probability map for every patch."""
+
+    def __init__(self, prob: np.ndarray) -> None:
+        self.patch_size = prob.shape[0]
+        self.prob = prob.astype(np.float32)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return np.repeat(self.prob[None], len(batch), axis=0)
+
+
+def _off_centre_disk(p: int, dy: int, radius: int) -> np.ndarray:
+    yy, xx = np.mgrid[:p, :p]
+    return (((yy - p // 2 - dy) ** 2 + (xx - p // 2) ** 2) <= radius**2).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("prob", "expected"),
+    [
+        (np.zeros((64, 64)), "empty"),
+        (_off_centre_disk(64, 20, 5), "click_outside_mask"),  # 15 px from the click
+        (_off_centre_disk(64, 0, 5), "ok"),
+    ],
+)
+def test_known_network_outputs_reach_the_table_with_their_status(
+    demo_scene, prob, expected
+) -> None:
+    """#13: `empty` and `click_outside_mask` never reached an instance table in a test."""
+    image, centres = demo_scene
+    slide = open_slide(image, mpp=0.5, fallback_mpp=0.5)
+    picked = centres[[2, 5, 8]]  # far apart: no overlaps
+    table = segment_clicks(
+        slide, click_table(picked), _FixedPredictor(prob), ModelGeometry(64, 0.5, PARAMS)
+    ).table
+    assert table["click_id"].tolist() == list(range(len(picked)))
+    assert table["status"].tolist() == [expected] * len(picked)
+    if expected == "ok":
+        assert all(abs(g.area - np.pi * 25) < 15 for g in table.geometry)
+    else:
+        assert table.geometry.isna().all()
