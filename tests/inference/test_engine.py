@@ -224,3 +224,18 @@ def test_known_network_outputs_reach_the_table_with_their_status(
         assert all(abs(g.area - np.pi * 25) < 15 for g in table.geometry)
     else:
         assert table.geometry.isna().all()
+
+
+def test_the_stand_in_network_reads_the_exclusion_map(demo_scene) -> None:
+    """The stand-in predictor suppresses foreground near other clicks, so the tiled, batched
+    and streamed equalities above would catch an exclusion map built wrongly at a tile border."""
+    path, centres = demo_scene
+    slide = open_slide(path, mpp=0.5, fallback_mpp=0.5)
+    pair = centres[:2]  # a touching pair
+    geom = ModelGeometry(64, 0.5, PARAMS)
+    runs = [
+        segment_clicks(slide, click_table(pair), DarknessPredictor(64), geom, exclusion=e).table
+        for e in (True, False)
+    ]
+    with_maps, without = (r["score"].to_numpy() for r in runs)
+    assert (with_maps < without - 0.01).all()
