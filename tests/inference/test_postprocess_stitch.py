@@ -82,6 +82,19 @@ def test_contested_pixels_go_to_higher_probability_then_nearer_click() -> None:
     owner[5:] += out[1][1] * 2
     assert set(owner) == {1, 2}  # no pixel owned twice
     assert owner[6] == 1 and owner[8] == 2  # click columns 1 and 13: split at 7
+    # equal probability and equal distance (column 7 is 6 from both clicks): the lower click id
+    assert owner[7] == 1
+    swapped = resolve_overlaps([_inst(5, 0, 0, m, np.full((4, 10), 0.8), (1, 1)),
+                                _inst(2, 0, 5, m, np.full((4, 10), 0.8), (1, 13))])  # fmt: skip
+    assert not swapped[5][:, 7].any() and swapped[2][:, 2].all()  # id 2 now takes column 7
+
+
+def test_an_instance_that_loses_every_pixel_is_none() -> None:
+    """What the engine writes as lost_to_neighbour (#13: it was never produced in a test)."""
+    big = _inst(0, 0, 0, np.ones((10, 10), bool), np.full((10, 10), 0.9), (5, 5))
+    small = _inst(1, 3, 3, np.ones((3, 3), bool), np.full((3, 3), 0.6), (4, 4))
+    out = resolve_overlaps([big, small])
+    assert out[1] is None and out[0].all()
 
 
 def test_result_does_not_depend_on_order() -> None:
