@@ -249,8 +249,12 @@ def test_end_to_end_run_writes_one_instance_row_per_click(tmp_path: Path, tiny_m
         table = pq.read_table(tmp_path / "results" / sample / "instances.parquet")
         assert table.num_rows == len(clicks), sample
         assert sorted(table.column("click_id").to_pylist()) == list(range(len(clicks)))
+        statuses = table.sort_by("click_id").column("status").to_pylist()
+        assert statuses[-1] == "on_background", statuses  # the click on bright glass
+        assert statuses[:-1].count("ok") >= 3, statuses  # the tiny model finds the dark disks
         geojson = json.loads((tmp_path / "results" / sample / "instances.geojson").read_text())
         assert geojson["type"] == "FeatureCollection"
+        assert len(geojson["features"]) == statuses.count("ok")
         log = (tmp_path / "logs" / "segment" / f"{sample}.log").read_text()
         assert "wrote results/" in log, log
     metadata = pq.read_schema(tmp_path / "results" / "by_sheet" / "instances.parquet").metadata
