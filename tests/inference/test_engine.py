@@ -239,3 +239,34 @@ def test_the_stand_in_network_reads_the_exclusion_map(demo_scene) -> None:
     ]
     with_maps, without = (r["score"].to_numpy() for r in runs)
     assert (with_maps < without - 0.01).all()
+
+
+class _ByClickShade:
+    """A stand-in network with known output: a large confident disk when the click is on a
+    dark pixel, a small unsure one when it is on a mid-grey pixel."""
+
+    patch_size = 64
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(batch), 64, 64), np.float32)
+        for k, x in enumerate(batch):
+            r, c = np.argwhere(x[3] > 0)[0]
+            dark = x[:3, r, c].mean() < 0.3
+            out[k] = _off_centre_disk(64, 0, 10 if dark else 2) * (0.9 if dark else 0.6)
+        return out
+
+
+def test_a_click_whose_every_pixel_goes_to_its_neighbour_is_lost_to_neighbour(tmp_path) -> None:
+    """#13: lost_to_neighbour never reached an instance table in a test."""
+    from PIL import Image
+
+    img = np.full((120, 120, 3), 240, np.uint8)
+    yy, xx = np.mgrid[:120, :120]
+    img[(yy - 60) ** 2 + (xx - 60) ** 2 <= 100] = 40
+    img[62:65, 62:65] = 128  # the second click's pixel: mid-grey, inside the dark disk
+    Image.fromarray(img).save(tmp_path / "s.png")
+    slide = open_slide(tmp_path / "s.png", mpp=0.5, fallback_mpp=0.5)
+    clicks = click_table(np.array([[60.5, 60.5], [63.5, 63.5]]))
+    table = segment_clicks(slide, clicks, _ByClickShade(), ModelGeometry(64, 0.5, PARAMS)).table
+    assert table["status"].tolist() == ["ok", "lost_to_neighbour"]
+    assert table.geometry.iloc[1] is None and table.geometry.iloc[0].area > 250
