@@ -7,6 +7,8 @@ import itertools
 import numpy as np
 import pytest
 import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nuclick_core.inference.postprocess import PostprocessParams, clicked_object, fill_small_holes
 from nuclick_core.inference.stitch import PatchInstance, mask_to_polygon, resolve_overlaps
@@ -157,3 +159,31 @@ def test_a_squiggle_keeps_every_piece_it_touches() -> None:
     # a point instance in the same situation keeps only the piece with its click
     point = PatchInstance(0, 0, 0, mask, np.full(mask.shape, 0.9, np.float32), (5, 2))
     assert resolve_overlaps([point])[0].sum() == 72
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.integers(1, 12).flatmap(
+        lambda h: st.integers(1, 12).flatmap(
+            lambda w: st.lists(st.booleans(), min_size=h * w, max_size=h * w).map(
+                lambda bits: np.array(bits, bool).reshape(h, w)
+            )
+        )
+    ),
+    st.integers(-50, 50),
+    st.integers(-50, 50),
+    st.sampled_from([1.0, 2.0, 0.5]),
+)
+def test_polygon_of_any_mask_covers_exactly_its_pixels(mask, row0, col0, f) -> None:
+    """Fuzzing the geometry conversion (#13): the outline of any mask, however ragged, is a
+    valid geometry whose area is the pixel count and which contains every pixel centre and no
+    other."""
+    geom = mask_to_polygon(mask, row0, col0, f)
+    if not mask.any():
+        assert geom is None or geom.is_empty
+        return
+    assert geom.is_valid
+    assert geom.area == pytest.approx(mask.sum() * f * f)
+    rows, cols = np.mgrid[: mask.shape[0], : mask.shape[1]]
+    centres = shapely.points((cols + col0 + 0.5) * f, (rows + row0 + 0.5) * f)
+    assert np.array_equal(shapely.contains(geom, centres), mask)
