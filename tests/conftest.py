@@ -87,6 +87,64 @@ def export_tiny_model(
     return model_dir
 
 
+def export_known_model(model_dir: Path, *, mpp: float = 0.5, sigma: float = 9.0) -> Path:
+    """Export the stand-in network with known output as ONNX (64 px patches) and its card: the
+    DarknessPredictor's rule in convolutions (foreground = dark pixels, weighted by closeness
+    to the inclusion click, suppressed near exclusion clicks), so CLI and workflow tests can
+    assert exact statuses and areas through the real ONNX Runtime path."""
+    import torch
+
+    from nuclick_core.io.files import sha256_file
+
+    def kernel(s: float) -> torch.Tensor:
+        r = int(3 * s)
+        t = torch.arange(-r, r + 1, dtype=torch.float32)
+        g = torch.exp(-(t[:, None] ** 2 + t[None, :] ** 2) / (2 * s**2))
+        return g[None, None]
+
+    class Known(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("near", kernel(sigma))
+            self.register_buffer("far", kernel(sigma / 2))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            dark = torch.sigmoid((0.5 - x[:, :3].mean(1, keepdim=True)) * 20.0)
+            pn, pf = self.near.shape[-1] // 2, self.far.shape[-1] // 2
+            near = torch.nn.functional.conv2d(x[:, 3:4], self.near, padding=pn).clamp(max=1.0)
+            far = torch.nn.functional.conv2d(x[:, 4:5], self.far, padding=pf).clamp(max=1.0)
+            return dark * (0.3 + 0.7 * near) * (1.0 - 0.9 * far)
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(
+        Known().eval(),
+        (torch.zeros(2, 5, 64, 64),),
+        str(model_dir / "model.onnx"),
+        input_names=["input"],
+        output_names=["prob"],
+        dynamic_axes={"input": {0: "batch"}, "prob": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    card = {
+        "name": model_dir.name,
+        "object_type": "nucleus",
+        "patch_size": 64,
+        "mpp": mpp,
+        "postprocess": {"threshold": 0.5, "min_size": 5, "min_hole": 10},
+        "sha256": sha256_file(model_dir / "model.onnx"),
+    }
+    (model_dir / "model.json").write_text(json.dumps(card))
+    return model_dir
+
+
+@pytest.fixture(scope="session")
+def known_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stand-in network with known output, as an ONNX model folder."""
+    pytest.importorskip("torch")
+    return export_known_model(tmp_path_factory.mktemp("models") / "known")
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random-weight nucleus model (64 px patches, 0.5 mpp); needs no training."""

@@ -397,3 +397,25 @@ def test_out_of_range_options_are_refused(tmp_path, capsys, flag, value, message
     with pytest.raises(SystemExit) as info:
         main([*argv, "--out", str(tmp_path / "o.parquet"), flag, value])
     assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_network_with_known_output_gives_exact_statuses_and_areas(
+    tmp_path, demo_scene, known_model
+) -> None:
+    """#13: through the real ONNX Runtime path, a stand-in network whose output is known makes
+    every status and area an exact expectation, not a check behind an if."""
+    image, centres = demo_scene
+    clicks = tmp_path / "c.csv"
+    glass = [(390.0, 10.0), (5.0, 290.0)]  # bright background
+    _csv(clicks, [*map(tuple, centres), *glass, (-4.0, 10.0)])
+    out = tmp_path / "o.parquet"
+    argv = ["segment", "--slide", str(image), "--annotations", str(clicks), "--out", str(out)]
+    assert main([*argv, "--model", str(known_model), "--mpp", "0.5", "--threads", "1"]) == 0
+    table = gpd.read_parquet(out).sort_values("click_id")
+    n = len(centres)
+    want = ["ok"] * n + ["on_background"] * len(glass) + ["outside_slide"]
+    assert table["status"].tolist() == want
+    ok = table.iloc[:n]
+    isolated = ok.iloc[[2, 5, 6, 7, 8, 11]]  # disks of radius 8 px with no neighbour
+    assert np.allclose(isolated.geometry.area, np.pi * 8**2, rtol=0.2)
+    assert shapely.intersection_all(ok.geometry.values[:2]).area == 0  # a touching pair split
