@@ -47,7 +47,7 @@ def test_segment_writes_geoparquet_and_geojson(tmp_path, demo_scene, tiny_model)
     )
     assert code == 0
     geo = json.loads(pq.read_schema(out).metadata[b"geo"])
-    assert geo["version"] == "1.1.0"
+    assert geo["version"] == "1.1.0" and geo["primary_column"] == "geometry"
     column = geo["columns"]["geometry"]
     assert column["crs"] is None and "bbox" in column["covering"]
     table = gpd.read_parquet(out)
