@@ -228,10 +228,11 @@ def squiggle_instances(
     plans = [plan_squiggle(ln, p) for ln in lines]
     # A squiggle's region is read and its mask built at grid resolution, so memory grows with
     # its box squared: one spanning more than MAX_SQUIGGLE_PATCHES patches gets a status.
-    large = [k for k, plan in enumerate(plans) if plan.side > MAX_SQUIGGLE_PATCHES * p]
-    if large:
-        yield PatchBatch([(int(rows[k]), status.MARK_TOO_LARGE, None) for k in large], None)
-    keep = [k for k in range(len(rows)) if plans[k].side <= MAX_SQUIGGLE_PATCHES * p]
+    too_large = [plan.side > MAX_SQUIGGLE_PATCHES * p for plan in plans]
+    if any(too_large):
+        marks = [(int(rows[k]), status.MARK_TOO_LARGE, None) for k in np.flatnonzero(too_large)]
+        yield PatchBatch(marks, None)
+    keep = [k for k, large in enumerate(too_large) if not large]
     for start in range(0, len(keep), batch_size):
         chunk = keep[start : start + batch_size]
         inputs = np.stack(

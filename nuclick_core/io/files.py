@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from nuclick_core.errors import OutputError
+
 _HOST = socket.gethostname().replace(".", "_") or "host"
 
 
@@ -126,8 +128,6 @@ def check_outputs(
 
     Raises OutputError naming the flag, the path and the fix.
     """
-    from nuclick_core.errors import OutputError
-
     outs = {flag: Path(p) for flag, p in outputs.items() if p}
     ins = {flag: Path(p) for flag, p in inputs.items() if p}
     for flag, path in outs.items():
@@ -153,9 +153,10 @@ def check_outputs(
                 f"{flag} {path}: {ancestor} is a file, not a folder, so nothing can be written "
                 "under it; choose another output path"
             )
-        try:  # a real write, not os.access: root, ACLs and read-only mounts all answer truly
-            path.parent.mkdir(parents=True, exist_ok=True)
-            probe = path.with_name(f".{path.name}.{os.getpid()}.probe")
+        # a real write, not os.access (root, ACLs and read-only mounts all answer truly), in the
+        # nearest folder that exists, so a run that fails later leaves no empty folders behind
+        probe = ancestor / f".{path.name}.{os.getpid()}.probe"
+        try:
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:

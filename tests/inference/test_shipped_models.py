@@ -30,5 +30,5 @@ def test_shipped_model_matches_its_card_and_runs(name: str) -> None:
     x[0, :3] = 0.8
     x[0, 3, p // 2, p // 2] = 1.0
     prob = predictor(x)
-    assert prob.shape == (1, p, p) or prob.shape == (1, 1, p, p)
+    assert prob.shape == (1, p, p)
     assert np.isfinite(prob).all() and prob.min() >= 0.0 and prob.max() <= 1.0
