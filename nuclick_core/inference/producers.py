@@ -230,7 +230,9 @@ def squiggle_instances(
     # its box squared: one spanning more than MAX_SQUIGGLE_PATCHES patches gets a status.
     too_large = [plan.side > MAX_SQUIGGLE_PATCHES * p for plan in plans]
     if any(too_large):
-        marks = [(int(rows[k]), status.MARK_TOO_LARGE, None) for k in np.flatnonzero(too_large)]
+        marks: list[tuple[int, str, PatchInstance | None]] = [
+            (int(rows[k]), status.MARK_TOO_LARGE, None) for k in np.flatnonzero(too_large)
+        ]
         yield PatchBatch(marks, None)
     keep = [k for k, large in enumerate(too_large) if not large]
     for start in range(0, len(keep), batch_size):
