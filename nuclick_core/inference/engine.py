@@ -177,10 +177,18 @@ def segment_clicks(
             "area_um2": area_px * slide.mpp**2,
             "source": clicks["source"].to_numpy(),
         },
-        geometry=gpd.GeoSeries(geoms, crs=None),
+        geometry=gpd.GeoSeries(_normal_form(geoms), crs=None),
         crs=None,
     )
     return Segmentation(table, stats)
+
+
+def _normal_form(geoms: list) -> np.ndarray:
+    """shapely's normal form of each geometry (None stays None), so that an instance is written
+    vertex for vertex the same way whatever traced it."""
+    out = np.empty(len(geoms), dtype=object)
+    out[:] = geoms
+    return shapely.normalize(out)
 
 
 def _points(

@@ -84,19 +84,22 @@ def build_inputs(
     plan: PatchPlan,
     exclusion: ExclusionIndex,
     patch_size: int,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """5-channel network inputs float32 (K, 5, P, P) for a tile's patches.
+    """5-channel network inputs float32 (K, 5, P, P) for a tile's patches, written into ``out``
+    (rows of a batch) when given.
 
     ``region_rgb`` is uint8 (H, W, 3) of the plan's grid region.
     """
     u0, v0 = plan.region[:2]
     half = patch_size // 2
-    out = np.empty((len(plan.click_index), 5, patch_size, patch_size), np.float32)
+    if out is None:
+        out = np.empty((len(plan.click_index), 5, patch_size, patch_size), np.float32)
     size = (patch_size, patch_size)
     inclusion = point_map(size, np.array([[half, half]], np.float64))
     for k, (idx, origin) in enumerate(zip(plan.click_index, plan.origin_uv, strict=True)):
         c0, r0 = origin[0] - u0, origin[1] - v0
         rgb = region_rgb[r0 : r0 + patch_size, c0 : c0 + patch_size]
         others = point_map(size, exclusion.others(int(idx), origin, patch_size))
-        out[k] = network_input(rgb, inclusion, others)
+        network_input(rgb, inclusion, others, out=out[k])
     return out

@@ -72,15 +72,29 @@ def clicked_object(
     >>> int(m.sum()), s
     (16, 'ok')
     """
+    crop, (r0, c0), st = clicked_object_box(prob, click_rc, params)
+    mask = np.zeros(prob.shape, bool)
+    if crop is not None:
+        mask[r0 : r0 + crop.shape[0], c0 : c0 + crop.shape[1]] = crop
+    return mask, st
+
+
+def clicked_object_box(
+    prob: np.ndarray, click_rc: tuple[int, int], params: PostprocessParams
+) -> tuple[np.ndarray | None, tuple[int, int], str]:
+    """:func:`clicked_object` cropped to the object's bounding box: (mask or None, (row, col)
+    of the box's corner in the patch, status). The patch is labelled once and holes are filled
+    on the box alone: background on the box's border reaches the patch's border through the
+    background outside the box, so it is never a hole, and the mask is the same."""
     fg = prob > params.threshold
     labels, n = ndi.label(fg, structure=_FOUR)
     if n == 0:
-        return np.zeros_like(fg), status.EMPTY
+        return None, (0, 0), status.EMPTY
     sizes = np.bincount(labels.ravel())
     big = sizes >= params.min_size
     big[0] = False
     if not big.any():
-        return np.zeros_like(fg), status.EMPTY
+        return None, (0, 0), status.EMPTY
     r, c = click_rc
     target = labels[r, c] if big[labels[r, c]] else 0
     if target == 0:
@@ -89,11 +103,14 @@ def clicked_object(
         window = labels[r0 : r + radius + 1, c0 : c + radius + 1]
         rr, cc = np.nonzero(big[window])
         if len(rr) == 0:
-            return np.zeros_like(fg), status.CLICK_OUTSIDE_MASK
+            return None, (0, 0), status.CLICK_OUTSIDE_MASK
         d2 = (rr + r0 - r) ** 2 + (cc + c0 - c) ** 2
         k = np.lexsort((window[rr, cc], d2))[0]  # nearest; ties to the lower label
         if d2[k] > params.click_tolerance**2:
-            return np.zeros_like(fg), status.CLICK_OUTSIDE_MASK
+            return None, (0, 0), status.CLICK_OUTSIDE_MASK
         target = window[rr[k], cc[k]]
     mask = labels == target
-    return fill_small_holes(mask, params.min_hole), status.OK
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    return fill_small_holes(mask[r0:r1, c0:c1], params.min_hole), (r0, c0), status.OK

@@ -21,7 +21,7 @@ import numpy as np
 import shapely
 
 from nuclick_core.inference.patches import ExclusionIndex, PatchPlan, build_inputs
-from nuclick_core.inference.postprocess import PostprocessParams, clicked_object
+from nuclick_core.inference.postprocess import PostprocessParams, clicked_object_box
 from nuclick_core.inference.runtime import Predictor
 from nuclick_core.inference.signals import polyline_map
 from nuclick_core.inference.squiggles import (
@@ -96,47 +96,50 @@ def _reader(
     patch_size: int,
     out: queue.Queue,
     stop: threading.Event,
-    chunk: int,
+    batch_size: int,
 ) -> None:
+    """Read each tile once and write its patches' inputs straight into batch buffers (no copy
+    when batching); a full batch goes on the queue, the last one may be smaller."""
+
+    def new_batch() -> tuple[list[tuple[int, np.ndarray]], np.ndarray]:
+        return [], np.empty((batch_size, 5, patch_size, patch_size), np.float32)
+
     try:
+        meta, buf = new_batch()
         for plan in plans:
             if stop.is_set():
                 return
             region = read_grid_region(slide, *plan.region, target_mpp=model_mpp)
-            # Inputs are built and queued a chunk at a time, so a dense tile does not hold
-            # every patch of the tile in memory at once.
-            for k in range(0, len(plan.click_index), chunk):
+            k = 0
+            while k < len(plan.click_index):
+                take = min(batch_size - len(meta), len(plan.click_index) - k)
                 part = PatchPlan(
-                    plan.click_index[k : k + chunk], plan.origin_uv[k : k + chunk], plan.region
+                    plan.click_index[k : k + take], plan.origin_uv[k : k + take], plan.region
                 )
-                if stop.is_set():
-                    return
-                out.put((part, build_inputs(region, part, exclusion, patch_size)))
+                build_inputs(region, part, exclusion, patch_size, out=buf[len(meta) :][:take])
+                meta.extend(zip(part.click_index.tolist(), part.origin_uv, strict=True))
+                k += take
+                if len(meta) == batch_size:
+                    if stop.is_set():
+                        return
+                    out.put((meta, buf))
+                    meta, buf = new_batch()
+        if meta:
+            out.put((meta, buf[: len(meta)]))
         out.put(None)
     except BaseException as exc:  # hand the error to the consumer, which re-raises it
         out.put(exc)
 
 
-def _batches(
-    source: queue.Queue, batch_size: int
-) -> Iterator[tuple[list[tuple[int, np.ndarray]], np.ndarray]]:
-    """Regroup per-tile inputs into batches of ``batch_size`` (the last may be smaller)."""
-    meta: list[tuple[int, np.ndarray]] = []
-    rows: list[np.ndarray] = []  # one (5, P, P) view per held patch; no copy until batching
+def _batches(source: queue.Queue) -> Iterator[tuple[list[tuple[int, np.ndarray]], np.ndarray]]:
+    """The reader's batches, in order, until it is done (re-raising its error)."""
     while True:
         item = source.get()
         if isinstance(item, BaseException):
             raise item
-        if item is not None:
-            plan, inputs = item
-            meta.extend(zip(plan.click_index.tolist(), plan.origin_uv, strict=True))
-            rows.extend(inputs)
-        while len(rows) >= batch_size or (item is None and rows):
-            n = min(batch_size, len(rows))
-            yield meta[:n], np.stack(rows[:n])
-            meta, rows = meta[n:], rows[n:]
         if item is None:
             return
+        yield item
 
 
 def point_instances(
@@ -167,7 +170,7 @@ def point_instances(
     done = 0
     reader.start()
     try:
-        for meta, batch in _batches(q, batch_size):
+        for meta, batch in _batches(q):
             probs = predictor(batch)
             glass = on_glass(batch, half)
             results: list[tuple[int, str, PatchInstance | None]] = []
@@ -176,17 +179,16 @@ def point_instances(
                     results.append((idx, status.ON_BACKGROUND, None))
                     continue
                 prob = inside_slide(prob, origin, grid)
-                mask, st = clicked_object(prob, (half, half), params)
-                if st != status.OK:
+                mask, (r0, c0), st = clicked_object_box(prob, (half, half), params)
+                if mask is None:
                     results.append((idx, st, None))
                     continue
-                rows, cols = np.nonzero(mask)
-                r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+                r1, c1 = r0 + mask.shape[0], c0 + mask.shape[1]
                 inst = PatchInstance(
                     click_id=int(idx),
                     row0=int(origin[1] + r0),
                     col0=int(origin[0] + c0),
-                    mask=mask[r0:r1, c0:c1],
+                    mask=mask,
                     prob=prob[r0:r1, c0:c1].astype(np.float32),
                     click_rc=(int(origin[1] + half), int(origin[0] + half)),
                 )

@@ -80,7 +80,9 @@ def sample_click(mask: np.ndarray, rng: np.random.Generator, *, inner: float = 0
     return np.array([xs[k], ys[k]], np.float64)
 
 
-def network_input(rgb: np.ndarray, inclusion: np.ndarray, exclusion: np.ndarray) -> np.ndarray:
+def network_input(
+    rgb: np.ndarray, inclusion: np.ndarray, exclusion: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
     """The network's 5-channel input, built here and nowhere else (inference and training).
 
     Parameters
@@ -89,6 +91,8 @@ def network_input(rgb: np.ndarray, inclusion: np.ndarray, exclusion: np.ndarray)
     inclusion : float (H, W) map of the mark being segmented (click or squiggle).
     exclusion : float (H, W) map of the other marks; pixels the inclusion map marks are cleared
         (a mark is never its own neighbour).
+
+    out : float32 (5, H, W) to write into (a batch's row), or None for a new array.
 
     Returns
     -------
@@ -100,11 +104,15 @@ def network_input(rgb: np.ndarray, inclusion: np.ndarray, exclusion: np.ndarray)
     >>> x.shape, float(x[0, 0, 0]), float(x[4, 0, 0]), float(x[4, 0, 1])
     ((5, 4, 4), 1.0, 0.0, 1.0)
     """
-    rgb01 = rgb / np.float32(255.0) if rgb.dtype == np.uint8 else rgb
-    out = np.empty((5, *inclusion.shape), np.float32)
-    out[:3] = rgb01.transpose(2, 0, 1)
+    if out is None:
+        out = np.empty((5, *inclusion.shape), np.float32)
+    if rgb.dtype == np.uint8:
+        np.divide(rgb.transpose(2, 0, 1), np.float32(255.0), out=out[:3])
+    else:
+        out[:3] = rgb.transpose(2, 0, 1)
     out[3] = inclusion
-    out[4] = np.where(inclusion > 0, 0, exclusion)
+    out[4] = exclusion
+    out[4][inclusion > 0] = 0
     return out
 
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 from scipy import ndimage as ndi
-from shapely import affinity
 
+from nuclick_core.inference.outline import mask_outline
 from nuclick_core.io import status
 
 _FOUR = ndi.generate_binary_structure(2, 1)
@@ -153,23 +153,6 @@ def _keep_click_component(mask: np.ndarray, inst: PatchInstance) -> np.ndarray |
     return labels == keep
 
 
-def mask_to_polygon(mask: np.ndarray, row0: int, col0: int, f: float) -> shapely.Geometry:
-    """Exact pixel-edge outline of ``mask`` placed at grid (row0, col0), scaled to level-0.
-
-    Grid pixel (r, c) covers level-0 ``[c f, (c+1) f) x [r f, (r+1) f)``. Holes are kept.
-    """
-    padded = np.pad(mask, ((0, 0), (1, 1)))
-    diff = np.diff(padded.astype(np.int8), axis=1)
-    rs, cs = np.nonzero(diff == 1)
-    _, ce = np.nonzero(diff == -1)
-    boxes = shapely.box(cs + col0, rs + row0, ce + col0, rs + row0 + 1)
-    geom = shapely.union_all(boxes)
-    geom = shapely.simplify(geom, 0)  # drop collinear vertices; the shape is unchanged
-    if f != 1.0:
-        geom = affinity.scale(geom, xfact=f, yfact=f, origin=(0, 0))
-    return geom
-
-
 class Settler:
     """Holds instances until no later patch can reach them, then settles their overlaps and
     turns them into level-0 polygons; memory is bounded by a band of tiles, not the slide.
@@ -212,7 +195,7 @@ class Settler:
             if mask is None:
                 self.status[inst.click_id] = status.LOST_TO_NEIGHBOUR
                 continue
-            poly = mask_to_polygon(mask, inst.row0, inst.col0, self.f)
+            poly = mask_outline(mask, inst.row0, inst.col0, self.f)
             if not self.slide_box.contains(poly):  # a grid pixel may overhang the last pixel
                 poly = poly.intersection(self.slide_box)
             self.geoms[inst.click_id] = poly

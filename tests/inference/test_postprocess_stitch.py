@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nuclick_core.inference.postprocess import PostprocessParams, clicked_object, fill_small_holes
-from nuclick_core.inference.stitch import PatchInstance, mask_to_polygon, resolve_overlaps
+from nuclick_core.inference.stitch import PatchInstance, resolve_overlaps
 from nuclick_core.io.instances import hilbert_order
 
 P = PostprocessParams(threshold=0.5, min_size=5, min_hole=10, click_tolerance=2.0)
@@ -124,20 +124,6 @@ def test_loser_keeps_only_its_click_component() -> None:
     assert out[1][:, :5].all() and not out[1][:, 5:].any()
 
 
-def test_polygon_is_exact_pixel_outline_with_holes() -> None:
-    mask = np.zeros((6, 6), bool)
-    mask[1:5, 1:5] = True
-    mask[2:4, 2:4] = False
-    poly = mask_to_polygon(mask, 10, 20, 1.0)
-    assert poly.is_valid and poly.area == 12 and len(poly.interiors) == 1
-    assert poly.bounds == (21.0, 11.0, 25.0, 15.0)
-    scaled = mask_to_polygon(mask, 10, 20, 2.0)
-    assert scaled.area == 48 and scaled.bounds == (42.0, 22.0, 50.0, 30.0)
-    assert shapely.equals(
-        mask_to_polygon(mask[1:5, 1:5] | True, 0, 0, 1.0), shapely.box(0, 0, 4, 4)
-    )
-
-
 def test_hilbert_order_is_a_permutation_and_local() -> None:
     xy = np.array([[0, 0], [100, 100], [1, 1], [99, 99], [0, 100]], float)
     order = hilbert_order(xy)
@@ -159,31 +145,3 @@ def test_a_squiggle_keeps_every_piece_it_touches() -> None:
     # a point instance in the same situation keeps only the piece with its click
     point = PatchInstance(0, 0, 0, mask, np.full(mask.shape, 0.9, np.float32), (5, 2))
     assert resolve_overlaps([point])[0].sum() == 72
-
-
-@settings(max_examples=80, deadline=None)
-@given(
-    st.integers(1, 12).flatmap(
-        lambda h: st.integers(1, 12).flatmap(
-            lambda w: st.lists(st.booleans(), min_size=h * w, max_size=h * w).map(
-                lambda bits: np.array(bits, bool).reshape(h, w)
-            )
-        )
-    ),
-    st.integers(-50, 50),
-    st.integers(-50, 50),
-    st.sampled_from([1.0, 2.0, 0.5]),
-)
-def test_polygon_of_any_mask_covers_exactly_its_pixels(mask, row0, col0, f) -> None:
-    """Fuzzing the geometry conversion (#13): the outline of any mask, however ragged, is a
-    valid geometry whose area is the pixel count and which contains every pixel centre and no
-    other."""
-    geom = mask_to_polygon(mask, row0, col0, f)
-    if not mask.any():
-        assert geom is None or geom.is_empty
-        return
-    assert geom.is_valid
-    assert geom.area == pytest.approx(mask.sum() * f * f)
-    rows, cols = np.mgrid[: mask.shape[0], : mask.shape[1]]
-    centres = shapely.points((cols + col0 + 0.5) * f, (rows + row0 + 0.5) * f)
-    assert np.array_equal(shapely.contains(geom, centres), mask)

@@ -1,0 +1,159 @@
+"""Exact pixel-edge outlines of masks, traced along the pixel grid.
+
+The outline of a mask is the boundary of the union of its pixels' squares: grid pixel (r, c)
+covers ``[c, c + 1) x [r, r + 1)``. It is traced directly instead of computed as a union of
+boxes (what GEOS would do, about ten times slower): every maximal straight run of pixel edges
+between foreground and background becomes one segment, the segments are chained into rings
+(vectorised, with one Python step per corner), and rings are put together as polygons with
+holes. Where two foreground pixels touch only at a corner, the rings join there when the pixels
+belong to one 4-connected component (the pinched-off background becomes a hole touching the
+shell at that corner) and stay apart otherwise (two polygons touching at a point), which is how
+GEOS writes the union as a valid geometry. The test suite checks the result against the union of
+pixel boxes on thousands of random masks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import shapely
+from scipy import ndimage as ndi
+
+_FOUR = ndi.generate_binary_structure(2, 1)
+
+
+def _runs(edges: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Maximal runs of True along the last axis of ``edges`` (kind, line, position):
+    (kind, line, first, last) per run, in C order."""
+    *lead, n = edges.shape
+    e = np.zeros((*lead, n + 2), bool)
+    e[..., 1:-1] = edges
+    inner = e[..., 1:-1]
+    kind, line, first = np.nonzero(inner & ~e[..., :-2])
+    last = np.nonzero(inner & ~e[..., 2:])[2]
+    return kind, line, first, last
+
+
+def _segments(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Directed boundary segments of the padded mask ``m`` (one False ring around the mask).
+
+    Returns start xy, end xy and one adjacent foreground pixel (row, col) per segment, in mask
+    coordinates (the padding removed), and the number of horizontal segments (they come
+    first). Directions go around each foreground region with positive shoelace area (x right,
+    y down), around holes the other way.
+    """
+    up, down = m[:-1, 1:-1], m[1:, 1:-1]  # pixel rows either side of each horizontal line
+    # Kind 0: top edges of foreground below the line y, run +x; kind 1: bottom edges, -x.
+    kind, y, c0, c1 = _runs(np.stack([down & ~up, up & ~down]))
+    top = kind == 0
+    hx0, hx1 = np.where(top, c0, c1 + 1), np.where(top, c1 + 1, c0)
+    hpr, hpc = np.where(top, y, y - 1), np.where(top, c0, c1)
+    left, right = m[1:-1, :-1], m[1:-1, 1:]  # pixel columns either side of each vertical line
+    # Kind 0: foreground left of the line x, run +y; kind 1: foreground right of it, -y.
+    kind, x, r0, r1 = _runs(np.stack([left & ~right, right & ~left]).transpose(0, 2, 1))
+    down_run = kind == 0
+    vy0, vy1 = np.where(down_run, r0, r1 + 1), np.where(down_run, r1 + 1, r0)
+    vpr, vpc = np.where(down_run, r0, r1), np.where(down_run, x - 1, x)
+    start = np.column_stack([np.concatenate([hx0, x]), np.concatenate([y, vy0])])
+    end = np.column_stack([np.concatenate([hx1, x]), np.concatenate([y, vy1])])
+    pixel = np.column_stack([np.concatenate([hpr, vpr]), np.concatenate([hpc, vpc])])
+    return start, end, pixel, len(y)
+
+
+def _successors(
+    m: np.ndarray, start: np.ndarray, end: np.ndarray, n_horizontal: int, shape: tuple[int, int]
+) -> np.ndarray:
+    """For each segment, the segment that follows it around its ring.
+
+    A horizontal segment is followed by a vertical one starting where it ends, and the other way
+    round. At a saddle (foreground pixels touching only at a corner) two segments start there;
+    the ring turns toward the diagonal pixel when both belong to one 4-connected component.
+    """
+    h, w = shape
+    vid = start[:, 1] * (w + 1) + start[:, 0]
+    eid = end[:, 1] * (w + 1) + end[:, 0]
+    nxt = np.empty(len(start), np.int64)
+    for part, other in (
+        (slice(0, n_horizontal), slice(n_horizontal, None)),
+        (slice(n_horizontal, None), slice(0, n_horizontal)),
+    ):
+        offset = other.start
+        order = np.argsort(vid[other], kind="stable")
+        sorted_ids = vid[other][order]
+        k = np.searchsorted(sorted_ids, eid[part])
+        nxt[part] = order[k] + offset
+        dup = np.flatnonzero(
+            (k + 1 < len(sorted_ids)) & (sorted_ids[np.minimum(k + 1, len(sorted_ids) - 1)] == eid[part])
+        )
+        if len(dup) == 0:
+            continue
+        labels, _ = ndi.label(m, structure=_FOUR)
+        for j in dup:
+            seg = part.start + j
+            a, b = order[k[j]] + offset, order[k[j] + 1] + offset
+            x, y = end[seg]
+            # Pixels around the saddle vertex (x, y) in padded coordinates.
+            ul, ur = labels[y, x], labels[y, x + 1]
+            dl, dr = labels[y + 1, x], labels[y + 1, x + 1]
+            connect = (ul and ul == dr) or (ur and ur == dl)
+            # The candidate that stays on the incoming segment's pixel turns around it; the
+            # other moves to the diagonal pixel.
+            seg_dir = end[seg] - start[seg]
+            turn_a = np.cross(seg_dir, end[a] - start[a])
+            # With foreground on the right of travel (y down), staying with the pixel is a
+            # right turn (positive cross product in these axes).
+            stay, move = (a, b) if turn_a > 0 else (b, a)
+            nxt[seg] = move if connect else stay
+    return nxt
+
+
+def mask_outline(mask: np.ndarray, row0: int = 0, col0: int = 0, f: float = 1.0):
+    """Exact pixel-edge outline of ``mask`` placed at grid (row0, col0), scaled by ``f``.
+
+    Returns a shapely Polygon (one 4-connected component) or MultiPolygon, holes kept; an
+    empty Polygon for an empty mask. Vertices lie only at corners (no collinear points).
+
+    Example
+    -------
+    >>> m = np.zeros((4, 4), bool); m[1:3, 1:4] = True
+    >>> mask_outline(m).area, mask_outline(m).bounds
+    (6.0, (1.0, 1.0, 4.0, 3.0))
+    """
+    mask = np.asarray(mask, bool)
+    if not mask.any():
+        return shapely.Polygon()
+    m = np.zeros((mask.shape[0] + 2, mask.shape[1] + 2), bool)
+    m[1:-1, 1:-1] = mask
+    start, end, pixel, n_h = _segments(m)
+    nxt = _successors(m, start, end, n_h, mask.shape).tolist()
+    seen = [False] * len(nxt)
+    rings: list[list[int]] = []
+    for s in range(len(nxt)):
+        if seen[s]:
+            continue
+        ring = []
+        k = s
+        while not seen[k]:
+            seen[k] = True
+            ring.append(k)
+            k = nxt[k]
+        rings.append(ring)
+    xy = (start + np.array([col0, row0])).astype(np.float64)
+    if f != 1.0:
+        xy = xy * f
+    if len(rings) == 1:
+        return shapely.Polygon(xy[rings[0]])
+    coords = [xy[r] for r in rings]
+    # Twice the signed area of each ring: shells positive, holes negative.
+    area2 = [float(np.dot(c[:, 0], np.roll(c[:, 1], -1) - np.roll(c[:, 1], 1))) for c in coords]
+    shells = [i for i, a in enumerate(area2) if a > 0]
+    holes = [i for i, a in enumerate(area2) if a < 0]
+    if len(shells) == 1:
+        return shapely.Polygon(coords[shells[0]], [coords[i] for i in holes])
+    # Several components: each ring borders the component of its segments' pixel.
+    labels, _ = ndi.label(mask, structure=_FOUR)
+    comp = [int(labels[tuple(pixel[r[0]])]) for r in rings]
+    owned: dict[int, list] = {comp[i]: [] for i in shells}
+    for i in holes:
+        owned[comp[i]].append(coords[i])
+    polys = [shapely.Polygon(coords[i], owned[comp[i]]) for i in shells]
+    return shapely.MultiPolygon(polys)

@@ -1,0 +1,185 @@
+"""Pixel-edge outlines traced along the grid, and the cropped post-processing, checked against
+the slower implementations they replaced (#14): the union of pixel boxes and the full-patch
+post-processing, kept here as oracles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import ndimage as ndi
+from shapely import affinity
+
+from nuclick_core.inference.outline import mask_outline
+from nuclick_core.inference.postprocess import (
+    PostprocessParams,
+    clicked_object,
+    clicked_object_box,
+    fill_small_holes,
+)
+
+_FOUR = ndi.generate_binary_structure(2, 1)
+
+
+def union_of_pixel_boxes(mask: np.ndarray, row0: int, col0: int, f: float):
+    """The outline as the engine computed it before #14: a GEOS union of one box per row run."""
+    padded = np.pad(mask, ((0, 0), (1, 1)))
+    diff = np.diff(padded.astype(np.int8), axis=1)
+    rs, cs = np.nonzero(diff == 1)
+    _, ce = np.nonzero(diff == -1)
+    geom = shapely.union_all(shapely.box(cs + col0, rs + row0, ce + col0, rs + row0 + 1))
+    geom = shapely.simplify(geom, 0)
+    if f != 1.0:
+        geom = affinity.scale(geom, xfact=f, yfact=f, origin=(0, 0))
+    return geom
+
+
+def same_geometry(a, b) -> bool:
+    """Equal vertex for vertex once both are put in shapely's normal form."""
+    return shapely.normalize(a).equals_exact(shapely.normalize(b), 0.0)
+
+
+def test_polygon_is_exact_pixel_outline_with_holes() -> None:
+    mask = np.zeros((6, 6), bool)
+    mask[1:5, 1:5] = True
+    mask[2:4, 2:4] = False
+    poly = mask_outline(mask, 10, 20, 1.0)
+    assert poly.geom_type == "Polygon" and poly.is_valid
+    assert poly.area == 12 and len(poly.interiors) == 1
+    assert poly.bounds == (21.0, 11.0, 25.0, 15.0)
+    scaled = mask_outline(mask, 10, 20, 2.0)
+    assert scaled.area == 48 and scaled.bounds == (42.0, 22.0, 50.0, 30.0)
+    square = mask_outline(np.ones((4, 4), bool))
+    assert len(square.exterior.coords) == 5  # four corners and the closing one: no extra vertex
+    assert mask_outline(np.zeros((3, 3), bool)).is_empty
+
+
+def test_pixels_touching_at_a_corner() -> None:
+    """One component pinched at a corner: one polygon whose hole touches its shell there. Two
+    components touching at a corner: two polygons. Both as GEOS writes the union."""
+    pinched = np.array(
+        [
+            [1, 1, 1, 0],
+            [1, 0, 0, 1],
+            [1, 0, 0, 1],
+            [1, 1, 1, 1],
+        ],
+        bool,
+    )
+    poly = mask_outline(pinched)
+    assert poly.geom_type == "Polygon" and poly.is_valid and len(poly.interiors) == 1
+    assert same_geometry(poly, union_of_pixel_boxes(pinched, 0, 0, 1.0))
+    apart = np.array([[1, 0], [0, 1]], bool)
+    two = mask_outline(apart)
+    assert two.geom_type == "MultiPolygon" and len(two.geoms) == 2 and two.is_valid
+    assert same_geometry(two, union_of_pixel_boxes(apart, 0, 0, 1.0))
+
+
+def test_equal_to_the_union_of_pixel_boxes_on_random_masks() -> None:
+    """3,000 seeded random masks, sparse to dense (many components, holes, islands in holes,
+    corner touches), at random offsets and scales: the traced outline is the union's, vertex for
+    vertex."""
+    rng = np.random.default_rng(14)
+    checked = 0
+    for k in range(3000):
+        h, w = rng.integers(1, 16, 2)
+        mask = rng.random((h, w)) < rng.uniform(0.1, 0.95)
+        if k % 3 == 0:  # blobs: smoother shapes like real masks, with some holes
+            mask = ndi.binary_opening(mask, _FOUR) | ndi.binary_closing(mask, _FOUR)
+        if not mask.any():
+            continue
+        row0, col0 = (int(v) for v in rng.integers(-200, 200, 2))
+        f = float(rng.choice([1.0, 0.5, 2.0, 1.7]))
+        traced = mask_outline(mask, row0, col0, f)
+        assert traced.is_valid
+        assert same_geometry(traced, union_of_pixel_boxes(mask, row0, col0, f)), mask.astype(int)
+        checked += 1
+    assert checked > 2500
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.integers(1, 12).flatmap(
+        lambda h: st.integers(1, 12).flatmap(
+            lambda w: st.lists(st.booleans(), min_size=h * w, max_size=h * w).map(
+                lambda bits: np.array(bits, bool).reshape(h, w)
+            )
+        )
+    ),
+    st.integers(-50, 50),
+    st.integers(-50, 50),
+    st.sampled_from([1.0, 2.0, 0.5]),
+)
+def test_polygon_of_any_mask_covers_exactly_its_pixels(mask, row0, col0, f) -> None:
+    """Fuzzing the geometry conversion (#13): the outline of any mask, however ragged, is a
+    valid geometry whose area is the pixel count and which contains every pixel centre and no
+    other."""
+    geom = mask_outline(mask, row0, col0, f)
+    if not mask.any():
+        assert geom.is_empty
+        return
+    assert geom.is_valid
+    assert geom.area == pytest.approx(mask.sum() * f * f)
+    rows, cols = np.mgrid[: mask.shape[0], : mask.shape[1]]
+    centres = shapely.points((cols + col0 + 0.5) * f, (rows + row0 + 0.5) * f)
+    assert np.array_equal(shapely.contains(geom, centres), mask)
+
+
+def full_patch_clicked_object(prob, click_rc, params):
+    """The post-processing before #14: three labellings of the whole patch."""
+    fg = prob > params.threshold
+    labels, n = ndi.label(fg, structure=_FOUR)
+    if n == 0:
+        return np.zeros_like(fg), "empty"
+    sizes = np.bincount(labels.ravel())
+    big = sizes >= params.min_size
+    big[0] = False
+    if not big.any():
+        return np.zeros_like(fg), "empty"
+    r, c = click_rc
+    target = labels[r, c] if big[labels[r, c]] else 0
+    if target == 0:
+        radius = int(np.ceil(params.click_tolerance))
+        r0, c0 = max(r - radius, 0), max(c - radius, 0)
+        window = labels[r0 : r + radius + 1, c0 : c + radius + 1]
+        rr, cc = np.nonzero(big[window])
+        if len(rr) == 0:
+            return np.zeros_like(fg), "click_outside_mask"
+        d2 = (rr + r0 - r) ** 2 + (cc + c0 - c) ** 2
+        k = np.lexsort((window[rr, cc], d2))[0]
+        if d2[k] > params.click_tolerance**2:
+            return np.zeros_like(fg), "click_outside_mask"
+        target = window[rr[k], cc[k]]
+    return fill_small_holes(labels == target, params.min_hole), "ok"
+
+
+def test_cropped_post_processing_equals_the_full_patch_one() -> None:
+    """Smoothed random probability maps (objects touching the border, holes of every size,
+    clicks on and beside objects): the same status and mask, and the box is the mask's
+    bounding box."""
+    rng = np.random.default_rng(7)
+    params = PostprocessParams(threshold=0.5, min_size=8, min_hole=12, click_tolerance=3.0)
+    statuses = set()
+    for k in range(600):
+        size = int(rng.choice([16, 32, 48]))
+        prob = ndi.gaussian_filter(rng.random((size, size)), float(rng.uniform(0.8, 3.0)))
+        prob = (prob - prob.min()) / (np.ptp(prob) + 1e-9)
+        if k % 10 == 0:  # nothing above the threshold
+            prob *= 0.45
+        prob = prob.astype(np.float32)
+        click = (int(rng.integers(0, size)), int(rng.integers(0, size)))
+        want, want_status = full_patch_clicked_object(prob, click, params)
+        crop, (r0, c0), got_status = clicked_object_box(prob, click, params)
+        assert got_status == want_status
+        statuses.add(got_status)
+        full, _ = clicked_object(prob, click, params)
+        assert np.array_equal(full, want)
+        if crop is None:
+            assert not want.any()
+            continue
+        rows, cols = np.nonzero(want)
+        assert (r0, c0) == (rows.min(), cols.min())
+        assert crop.shape == (rows.max() + 1 - r0, cols.max() + 1 - c0)
+    assert statuses == {"ok", "empty", "click_outside_mask"}
