@@ -68,10 +68,11 @@ def _successors(
     round. At a saddle (foreground pixels touching only at a corner) two segments start there;
     the ring turns toward the diagonal pixel when both belong to one 4-connected component.
     """
-    h, w = shape
+    w = shape[1]
     vid = start[:, 1] * (w + 1) + start[:, 0]
     eid = end[:, 1] * (w + 1) + end[:, 0]
     nxt = np.empty(len(start), np.int64)
+    labels = None
     for part, other in (
         (slice(0, n_horizontal), slice(n_horizontal, None)),
         (slice(n_horizontal, None), slice(0, n_horizontal)),
@@ -81,12 +82,13 @@ def _successors(
         sorted_ids = vid[other][order]
         k = np.searchsorted(sorted_ids, eid[part])
         nxt[part] = order[k] + offset
-        dup = np.flatnonzero(
-            (k + 1 < len(sorted_ids)) & (sorted_ids[np.minimum(k + 1, len(sorted_ids) - 1)] == eid[part])
-        )
+        # Saddles: a second segment starts at the same vertex.
+        after = sorted_ids[np.minimum(k + 1, len(sorted_ids) - 1)]
+        dup = np.flatnonzero((k + 1 < len(sorted_ids)) & (after == eid[part]))
         if len(dup) == 0:
             continue
-        labels, _ = ndi.label(m, structure=_FOUR)
+        if labels is None:
+            labels = ndi.label(m, structure=_FOUR)[0]
         for j in dup:
             seg = part.start + j
             a, b = order[k[j]] + offset, order[k[j] + 1] + offset
@@ -97,16 +99,17 @@ def _successors(
             connect = (ul and ul == dr) or (ur and ur == dl)
             # The candidate that stays on the incoming segment's pixel turns around it; the
             # other moves to the diagonal pixel.
-            seg_dir = end[seg] - start[seg]
-            turn_a = np.cross(seg_dir, end[a] - start[a])
+            (dx, dy), (ex, ey) = end[seg] - start[seg], end[a] - start[a]
             # With foreground on the right of travel (y down), staying with the pixel is a
             # right turn (positive cross product in these axes).
-            stay, move = (a, b) if turn_a > 0 else (b, a)
+            stay, move = (a, b) if dx * ey - dy * ex > 0 else (b, a)
             nxt[seg] = move if connect else stay
     return nxt
 
 
-def mask_outline(mask: np.ndarray, row0: int = 0, col0: int = 0, f: float = 1.0):
+def mask_outline(
+    mask: np.ndarray, row0: int = 0, col0: int = 0, f: float = 1.0
+) -> shapely.Geometry:
     """Exact pixel-edge outline of ``mask`` placed at grid (row0, col0), scaled by ``f``.
 
     Returns a shapely Polygon (one 4-connected component) or MultiPolygon, holes kept; an

@@ -6,9 +6,6 @@ import itertools
 
 import numpy as np
 import pytest
-import shapely
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from nuclick_core.inference.postprocess import PostprocessParams, clicked_object, fill_small_holes
 from nuclick_core.inference.stitch import PatchInstance, resolve_overlaps
