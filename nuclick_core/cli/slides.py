@@ -37,6 +37,7 @@ def _cmd_segment(args: argparse.Namespace) -> None:
         provider=args.provider,
         tile=args.tile,
         tta=args.tta,
+        workers=args.workers,
     )
     write_run(run, args.out, geojson=args.geojson)
     log.info("wrote %s: %s", args.out, json.dumps(run.stats))
@@ -175,6 +176,13 @@ def add_slide_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda", "tensorrt"])
     p.add_argument(
         "--tile", type=at_least(64), default=1024, help="tile side in model pixels (>= 64)"
+    )
+    p.add_argument(
+        "--workers",
+        type=at_least(0),
+        default=0,
+        help="worker processes for post-processing and polygons (0: none; same results for "
+        "any count; for GPU nodes, where the CPU side sets the pace)",
     )
     p.add_argument(
         "--tta",

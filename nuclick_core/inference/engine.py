@@ -29,6 +29,7 @@ from nuclick_core.inference.producers import (
 )
 from nuclick_core.inference.runtime import Predictor
 from nuclick_core.inference.stitch import Settler, paste_last_wins, resolve_overlaps
+from nuclick_core.inference.workers import Stages, Workers, polygons
 from nuclick_core.io import status
 from nuclick_core.io.annotations import outside_slide_mask
 from nuclick_core.io.slides import Slide
@@ -38,10 +39,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How a run is carried out (none of these change the result)."""
+    """How a run is carried out (none of these change the result).
+
+    tile : side, in model pixels, of the tiles a slide is read in.
+    queue_size : batches the reader may build ahead of the predictor.
+    workers : worker processes for post-processing and polygons (0: in this process).
+    """
 
     tile: int = 1024
     queue_size: int = 4
+    workers: int = 0
 
 
 @dataclass(frozen=True)
@@ -65,11 +72,14 @@ class ModelGeometry:
 @dataclass(frozen=True)
 class EngineStats:
     """What a run did: patches through the network, seconds from the first read to the last
-    polygon, and the most instances held at once awaiting settlement (memory)."""
+    polygon, the most instances held at once awaiting settlement (memory), and the seconds
+    spent per stage (:data:`~nuclick_core.inference.workers.STAGES`, summed over threads and
+    worker processes, so they may add up to more than ``seconds_run``)."""
 
     patches: int
     seconds_run: float
     peak_held_instances: int
+    stages: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -125,45 +135,70 @@ def segment_clicks(
     inside = ~outside_slide_mask(clicks, slide.width, slide.height) if n else np.zeros(0, bool)
     status_of[wanted & ~inside] = status.OUTSIDE_SLIDE
     geoms: list = [None] * n
-    settler = Settler(
-        resolve_overlaps if overlap == "resolve" else paste_last_wins,
-        grid.f,
-        shapely.box(0, 0, slide.width, slide.height),
-        geoms,
-        score,
-        status_of,
-    )
+    stages = Stages()
     t0 = time.perf_counter()
-    if geom.mark == "point":
-        produced = _points(
-            slide, clicks, is_point, inside, predictor, geom, grid, batch_size, options, exclusion
+    with Workers(options.workers) as workers:
+        slide_wh = (slide.width, slide.height)
+
+        def polygonise(items: list) -> list:
+            polys, seconds = workers.map_chunks(polygons, items, grid.f, slide_wh)
+            stages.add("polygons", seconds)
+            return polys
+
+        settler = Settler(
+            resolve_overlaps if overlap == "resolve" else paste_last_wins,
+            polygonise,
+            geoms,
+            score,
+            status_of,
+            stages,
         )
-    else:
-        rows = np.flatnonzero(is_squiggle & inside)
-        produced = squiggle_instances(
-            slide,
-            [clicks.geometry.values[i] for i in rows],
-            rows,
-            predictor,
-            grid=grid,
-            model_mpp=geom.mpp,
-            patch_size=geom.patch_size,
-            params=geom.postprocess,
-            batch_size=batch_size,
-            exclusion=exclusion,
-        )
-    done, flushed_at = 0, -np.inf
-    for batch in produced:
-        for idx, st, inst in batch.results:
-            status_of[idx] = st
-            if inst is not None:
-                settler.add(inst)
-        done += len(batch.results)
-        if batch.frontier is not None and batch.frontier >= flushed_at + options.tile / 2:
-            settler.flush(batch.frontier, geom.patch_size)
-            flushed_at = batch.frontier
-    settler.flush(np.inf, geom.patch_size)
-    stats = EngineStats(done, time.perf_counter() - t0, settler.peak)
+        if geom.mark == "point":
+            produced = _points(
+                slide,
+                clicks,
+                is_point,
+                inside,
+                predictor,
+                geom,
+                grid,
+                batch_size,
+                options,
+                exclusion,
+                workers,
+                stages,
+            )
+        else:
+            rows = np.flatnonzero(is_squiggle & inside)
+            produced = squiggle_instances(
+                slide,
+                [clicks.geometry.values[i] for i in rows],
+                rows,
+                predictor,
+                grid=grid,
+                model_mpp=geom.mpp,
+                patch_size=geom.patch_size,
+                params=geom.postprocess,
+                batch_size=batch_size,
+                exclusion=exclusion,
+            )
+        done, flushed_at = 0, -np.inf
+        for batch in produced:
+            for idx, st, inst in batch.results:
+                status_of[idx] = st
+                if inst is not None:
+                    settler.add(inst)
+            done += len(batch.results)
+            if batch.frontier is not None and batch.frontier >= flushed_at + options.tile / 2:
+                settler.flush(batch.frontier, geom.patch_size)
+                flushed_at = batch.frontier
+        settler.flush(np.inf, geom.patch_size)
+    stats = EngineStats(
+        done,
+        time.perf_counter() - t0,
+        settler.peak,
+        {k: round(v, 4) for k, v in stages.seconds.items()},
+    )
     area_px = np.array([g.area if g is not None else 0.0 for g in geoms])
     table = gpd.GeoDataFrame(
         {
@@ -202,6 +237,8 @@ def _points(
     batch_size: int,
     options: RunOptions,
     exclusion: bool,
+    workers: Workers,
+    stages: Stages,
 ) -> Iterator[PatchBatch]:
     """The point producer over the clicks inside the slide, planned by tile."""
     xy = np.zeros((len(clicks), 2))
@@ -227,4 +264,6 @@ def _points(
         params=geom.postprocess,
         batch_size=batch_size,
         queue_size=options.queue_size,
+        workers=workers,
+        stages=stages,
     )

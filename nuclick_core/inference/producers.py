@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import shapely
 
 from nuclick_core.inference.patches import ExclusionIndex, PatchPlan, build_inputs
-from nuclick_core.inference.postprocess import PostprocessParams, clicked_object_box
+from nuclick_core.inference.postprocess import PostprocessParams
 from nuclick_core.inference.runtime import Predictor
 from nuclick_core.inference.signals import polyline_map
 from nuclick_core.inference.squiggles import (
@@ -33,6 +35,7 @@ from nuclick_core.inference.squiggles import (
     upscale,
 )
 from nuclick_core.inference.stitch import PatchInstance
+from nuclick_core.inference.workers import Stages, Workers, inside_slide, point_results
 from nuclick_core.io import status
 from nuclick_core.io.slides import Slide, read_grid_region
 
@@ -74,20 +77,6 @@ def on_glass(batch: np.ndarray, half: int) -> np.ndarray:
     return centre.min(axis=1).mean(axis=(1, 2)) > GLASS_LEVEL
 
 
-def inside_slide(prob: np.ndarray, origin: np.ndarray, grid: Grid) -> np.ndarray:
-    """Zero the probabilities of patch pixels that lie outside the slide (white padding)."""
-    u0, v0 = int(origin[0]), int(origin[1])
-    p = prob.shape[0]
-    if u0 >= 0 and v0 >= 0 and u0 + p <= grid.width and v0 + p <= grid.height:
-        return prob
-    prob = prob.copy()
-    prob[: max(0, -v0)] = 0
-    prob[max(0, grid.height - v0) :] = 0
-    prob[:, : max(0, -u0)] = 0
-    prob[:, max(0, grid.width - u0) :] = 0
-    return prob
-
-
 def _reader(
     slide: Slide,
     plans: list[PatchPlan],
@@ -97,6 +86,7 @@ def _reader(
     out: queue.Queue,
     stop: threading.Event,
     batch_size: int,
+    stages: Stages,
 ) -> None:
     """Read each tile once and write its patches' inputs straight into batch buffers (no copy
     when batching); a full batch goes on the queue, the last one may be smaller."""
@@ -109,14 +99,16 @@ def _reader(
         for plan in plans:
             if stop.is_set():
                 return
-            region = read_grid_region(slide, *plan.region, target_mpp=model_mpp)
+            with stages("read"):
+                region = read_grid_region(slide, *plan.region, target_mpp=model_mpp)
             k = 0
             while k < len(plan.click_index):
                 take = min(batch_size - len(meta), len(plan.click_index) - k)
                 part = PatchPlan(
                     plan.click_index[k : k + take], plan.origin_uv[k : k + take], plan.region
                 )
-                build_inputs(region, part, exclusion, patch_size, out=buf[len(meta) :][:take])
+                with stages("build"):
+                    build_inputs(region, part, exclusion, patch_size, out=buf[len(meta) :][:take])
                 meta.extend(zip(part.click_index.tolist(), part.origin_uv, strict=True))
                 k += take
                 if len(meta) == batch_size:
@@ -154,47 +146,49 @@ def point_instances(
     params: PostprocessParams,
     batch_size: int,
     queue_size: int,
+    workers: Workers,
+    stages: Stages,
 ) -> Iterator[PatchBatch]:
-    """Patch instances of the clicks in ``plans`` (tiles in row-major order), a batch at a time."""
+    """Patch instances of the clicks in ``plans`` (tiles in row-major order), a batch at a time.
+
+    A reader thread reads tiles and builds batches; this thread runs the predictor; each
+    batch's post-processing goes to ``workers`` (up to two batches per worker in flight) and
+    comes back in order.
+    """
     q: queue.Queue = queue.Queue(maxsize=queue_size)
     stop = threading.Event()
     reader = threading.Thread(
         target=_reader,
-        args=(slide, plans, exclusion, model_mpp, patch_size, q, stop, batch_size),
+        args=(slide, plans, exclusion, model_mpp, patch_size, q, stop, batch_size, stages),
         daemon=True,
     )
     # Rows above `frontier[k]` are out of reach of every patch after the k-th.
     tops = np.concatenate([p.origin_uv[:, 1] for p in plans]) if plans else np.zeros(0)
     frontier = np.append(np.minimum.accumulate(tops[::-1])[::-1], np.inf)
-    half = patch_size // 2
+    in_flight: deque[tuple[Any, float]] = deque()
+    depth = 2 * workers.n
+
+    def collect() -> PatchBatch:
+        future, front = in_flight.popleft()
+        results, seconds = future.result()
+        stages.add("postprocess", seconds)
+        return PatchBatch(results, front)
+
     done = 0
     reader.start()
     try:
         for meta, batch in _batches(q):
-            probs = predictor(batch)
-            glass = on_glass(batch, half)
-            results: list[tuple[int, str, PatchInstance | None]] = []
-            for (idx, origin), prob, bg in zip(meta, probs, glass, strict=True):
-                if bg:
-                    results.append((idx, status.ON_BACKGROUND, None))
-                    continue
-                prob = inside_slide(prob, origin, grid)
-                mask, (r0, c0), st = clicked_object_box(prob, (half, half), params)
-                if mask is None:
-                    results.append((idx, st, None))
-                    continue
-                r1, c1 = r0 + mask.shape[0], c0 + mask.shape[1]
-                inst = PatchInstance(
-                    click_id=int(idx),
-                    row0=int(origin[1] + r0),
-                    col0=int(origin[0] + c0),
-                    mask=mask,
-                    prob=prob[r0:r1, c0:c1].astype(np.float32),
-                    click_rc=(int(origin[1] + half), int(origin[0] + half)),
-                )
-                results.append((idx, st, inst))
+            with stages("predict"):
+                probs = predictor(batch)
+            glass = on_glass(batch, patch_size // 2)
             done += len(meta)
-            yield PatchBatch(results, float(frontier[done]))
+            rows, origins = [m[0] for m in meta], [m[1] for m in meta]
+            args = (probs, rows, origins, glass, (grid.width, grid.height), params)
+            in_flight.append((workers.submit(point_results, *args), float(frontier[done])))
+            while len(in_flight) > depth:
+                yield collect()
+        while in_flight:
+            yield collect()
     finally:
         stop.set()
         while reader.is_alive():  # unblock a reader waiting on a full queue
@@ -261,7 +255,9 @@ def squiggle_instances(
         for k, prob in zip(chunk, predictor(inputs), strict=True):
             plan, idx = plans[k], int(rows[k])
             u0, v0 = plan.origin_uv
-            prob = inside_slide(upscale(prob, plan.side), np.array([u0, v0]), grid)
+            prob = inside_slide(
+                upscale(prob, plan.side), np.array([u0, v0]), (grid.width, grid.height)
+            )
             local = [ln - np.array([u0, v0]) for ln in lines[k]]
             drawn = polyline_map((plan.side, plan.side), [np.floor(ln) for ln in local]) > 0
             mask, st = squiggle_object(prob, drawn, params)

@@ -110,11 +110,13 @@ def run_slide(
     provider: str = "auto",
     tile: int = 1024,
     tta: int | None = None,
+    workers: int = 0,
 ) -> SlideRun:
     """Segment every mark of ``annotations`` on ``slide`` with the model (a name under
     models/, a folder, or None: the registry's current model for ``object_type``).
 
-    ``threads`` 0 means the CPUs allotted to the job; ``tta`` None means the card's views.
+    ``threads`` 0 means the CPUs allotted to the job; ``tta`` None means the card's views;
+    ``workers`` processes take post-processing and polygons off the predictor's thread.
     """
     t0 = time.perf_counter()
     with open_run(slide, annotations, model=model, object_type=object_type, mpp=mpp) as run:
@@ -128,7 +130,7 @@ def run_slide(
             predictor,
             ModelGeometry.from_card(card),
             batch_size=batch_size,
-            options=RunOptions(tile=tile),
+            options=RunOptions(tile=tile, workers=workers),
         )
     centroids = shapely.centroid(run.clicks.geometry.values)
     click_xy = np.column_stack([shapely.get_x(centroids), shapely.get_y(centroids)])

@@ -81,7 +81,10 @@ def sample_click(mask: np.ndarray, rng: np.random.Generator, *, inner: float = 0
 
 
 def network_input(
-    rgb: np.ndarray, inclusion: np.ndarray, exclusion: np.ndarray, out: np.ndarray | None = None
+    rgb: np.ndarray,
+    inclusion: np.ndarray,
+    exclusion: np.ndarray,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """The network's 5-channel input, built here and nowhere else (inference and training).
 

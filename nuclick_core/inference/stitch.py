@@ -1,4 +1,4 @@
-"""Resolve overlaps between neighbouring instances and polygonise them to level-0.
+"""Resolve overlaps between neighbouring instances and hand them on to be polygonised.
 
 Ownership rule: a pixel claimed by several instances goes to the one with the highest
 probability there, ties to the click nearer the pixel, then to the lower click id. The rule is
@@ -10,13 +10,13 @@ pixel itself, its largest component), so no instance is fragmented by a neighbou
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 import shapely
 from scipy import ndimage as ndi
 
-from nuclick_core.inference.outline import mask_outline
 from nuclick_core.io import status
 
 _FOUR = ndi.generate_binary_structure(2, 1)
@@ -158,20 +158,21 @@ class Settler:
     turns them into level-0 polygons; memory is bounded by a band of tiles, not the slide.
 
     ``settle`` is :func:`resolve_overlaps` (or :func:`paste_last_wins` for the paper's
-    comparison); ``f`` is level-0 pixels per grid pixel. Results land in ``geoms``, ``score``
-    and ``status`` (arrays over the click table's rows, owned by the engine).
+    comparison); ``polygonise`` maps a list of (mask, row0, col0) on the model grid to their
+    level-0 polygons, in order. Results land in ``geoms``, ``score`` and ``status`` (arrays
+    over the click table's rows, owned by the engine); ``timed(stage)`` times the settling.
     """
 
     def __init__(
         self,
         settle: Callable[..., dict[int, np.ndarray | None]],
-        f: float,
-        slide_box: shapely.Geometry,
+        polygonise: Callable[[list[tuple[np.ndarray, int, int]]], list],
         geoms: list,
         score: np.ndarray,
         status_of: np.ndarray,
+        timed: Callable[[str], AbstractContextManager] = lambda _: nullcontext(),
     ) -> None:
-        self.settle, self.f, self.slide_box = settle, f, slide_box
+        self.settle, self.polygonise, self.timed = settle, polygonise, timed
         self.geoms, self.score, self.status = geoms, score, status_of
         self.held: list[PatchInstance] = []
         self.settled: set[int] = set()
@@ -189,15 +190,18 @@ class Settler:
             for k, inst in enumerate(self.held)
             if inst.box[2] <= frontier and inst.click_id not in self.settled
         ]
-        for k, mask in zip(targets, self.settle(self.held, targets).values(), strict=True):
+        with self.timed("settle"):
+            masks = self.settle(self.held, targets).values()
+        done: list[tuple[PatchInstance, np.ndarray]] = []
+        for k, mask in zip(targets, masks, strict=True):
             inst = self.held[k]
             self.settled.add(inst.click_id)
             if mask is None:
                 self.status[inst.click_id] = status.LOST_TO_NEIGHBOUR
-                continue
-            poly = mask_outline(mask, inst.row0, inst.col0, self.f)
-            if not self.slide_box.contains(poly):  # a grid pixel may overhang the last pixel
-                poly = poly.intersection(self.slide_box)
+            else:
+                done.append((inst, mask))
+        polys = self.polygonise([(mask, inst.row0, inst.col0) for inst, mask in done])
+        for (inst, mask), poly in zip(done, polys, strict=True):
             self.geoms[inst.click_id] = poly
             self.score[inst.click_id] = float(inst.prob[mask].mean())
         self.held = [i for i in self.held if i.box[2] + patch_size > frontier]

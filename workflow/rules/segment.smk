@@ -25,6 +25,7 @@ rule segment:
         batch_size=config["segment"]["batch_size"],
         provider=config["segment"]["provider"],
         tile=config["segment"]["tile"],
+        workers=config["segment"]["workers"],
     shell:
         "nuclick segment"
         " --slide {input.slide:q}"
@@ -36,5 +37,6 @@ rule segment:
         " --batch-size {params.batch_size}"
         " --provider {params.provider}"
         " --tile {params.tile}"
+        " --workers {params.workers}"
         " --threads {threads}"
         " > {log:q} 2>&1"
