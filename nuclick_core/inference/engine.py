@@ -199,7 +199,8 @@ def segment_clicks(
         settler.peak,
         {k: round(v, 4) for k, v in stages.seconds.items()},
     )
-    area_px = np.array([g.area if g is not None else 0.0 for g in geoms])
+    normal = _normal_form(geoms)
+    area_px = np.nan_to_num(shapely.area(normal), nan=0.0)  # of the geometry as written
     table = gpd.GeoDataFrame(
         {
             "instance_id": clicks["click_id"].to_numpy(np.int64) + 1,
@@ -212,7 +213,7 @@ def segment_clicks(
             "area_um2": area_px * slide.mpp**2,
             "source": clicks["source"].to_numpy(),
         },
-        geometry=gpd.GeoSeries(_normal_form(geoms), crs=None),
+        geometry=gpd.GeoSeries(normal, crs=None),
         crs=None,
     )
     return Segmentation(table, stats)

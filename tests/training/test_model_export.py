@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -162,3 +164,75 @@ def test_a_parity_failure_leaves_the_model_folder_as_it_was(tmp_path, monkeypatc
         export.export_model(ckpt, out, name="m", mpp=0.5, postprocess=pp)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert json.loads((out / "model.json").read_text())["parity_max_abs_diff"] <= 1e-4
+
+
+def _with_tiny_weights(model_dir) -> int:
+    """Give a tiny exported model denormal and near-zero weights, as weight decay leaves them
+    in unused channels; the number planted."""
+    import onnx
+    from onnx import numpy_helper
+
+    from nuclick_core.io.files import sha256_file
+
+    path = model_dir / "model.onnx"
+    model = onnx.load(str(path))
+    planted = 0
+    for k, init in enumerate(model.graph.initializer):
+        w = numpy_helper.to_array(init).copy()
+        if w.dtype != np.float32 or w.ndim != 4:
+            continue
+        flat = w.reshape(-1)
+        flat[:: 7 + k % 3] = np.float32(1e-39) if k % 2 else np.float32(-3e-25)
+        planted += len(flat[:: 7 + k % 3])
+        init.CopyFrom(numpy_helper.from_array(w, init.name))
+    onnx.save(model, str(path))
+    card = json.loads((model_dir / "model.json").read_text())
+    card["sha256"] = sha256_file(path)
+    (model_dir / "model.json").write_text(json.dumps(card))
+    return planted
+
+
+def test_zeroing_tiny_weights_keeps_the_output_and_records_it(tmp_path) -> None:
+    """(#14) Denormal weights cost Intel CPUs tens of times the time; zeroing every weight
+    below 1e-20 leaves ONNX Runtime's output as it was, and the card says what was done."""
+    import onnxruntime as ort
+
+    from nuclick_core.inference.models import load_card
+    from nuclick_core.training.export import TINY_WEIGHT, zero_tiny_weights_in_model
+    from tests.conftest import export_tiny_model
+
+    model_dir = export_tiny_model(tmp_path / "m")
+    planted = _with_tiny_weights(model_dir)
+    before_sha = load_card(model_dir).sha256
+    x = np.random.default_rng(3).random((2, 5, 64, 64), dtype=np.float32)
+
+    def run() -> np.ndarray:
+        sess = ort.InferenceSession(
+            str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"]
+        )
+        return sess.run(None, {"input": x})[0]
+
+    want = run()
+    card = zero_tiny_weights_in_model(model_dir)
+    assert card["tiny_weights"]["zeroed"] >= planted
+    assert card["tiny_weights"]["sha256_before"] == before_sha
+    assert card["tiny_weights"]["below"] == TINY_WEIGHT
+    assert load_card(model_dir).sha256 == card["sha256"] != before_sha  # card matches the file
+    np.testing.assert_allclose(run(), want, atol=1e-6)
+    # a second pass finds nothing and changes nothing
+    again = zero_tiny_weights_in_model(model_dir)
+    assert again["sha256"] == card["sha256"]
+
+
+def test_zeroing_refuses_a_model_that_is_not_its_card(tmp_path) -> None:
+    from nuclick_core.errors import ModelError
+    from nuclick_core.training.export import zero_tiny_weights_in_model
+    from tests.conftest import export_tiny_model
+
+    model_dir = export_tiny_model(tmp_path / "m")
+    with open(model_dir / "model.onnx", "ab") as f:
+        f.write(b"\0")
+    before = (model_dir / "model.onnx").read_bytes()
+    with pytest.raises(ModelError, match="sha256"):
+        zero_tiny_weights_in_model(model_dir)
+    assert (model_dir / "model.onnx").read_bytes() == before
