@@ -1,0 +1,248 @@
+"""`nuclick segment` on large real-tissue slides: wall time, clicks/s and peak memory; prints JSON.
+
+usage: python bench/large_slide.py [--copies 10] [--scales 1,2] [--model instant|NAME]
+       [--workers 0] [--threads 0] [--dir ~/.cache/nuclick-wsi/bench]
+
+The slides are pyramidal tiled TIFFs (deflate, 512 px tiles, levels 1, 4, 16, 64; mpp in the
+resolution tags, so OpenSlide opens them as generic TIFF) tiled from a 2048 px square of the
+real CMU demo region (H&E, 0.499 um/px), each copy flipped and turned in turn (the eight
+dihedral transforms). The clicks are the seed detector's on that square (``nuclick
+detect-seeds``'s detector), moved with each copy. Scale 1 is ``copies`` x ``copies`` copies
+(10: 20,480 px square), scale 2 twice the side (four times the area and the clicks).
+
+``--model instant`` (the default) is an ONNX model with the network's interface that costs
+almost nothing (a nucleus-sized disk around the click, at the patch centre), so
+the figures are the engine's; a model name runs that model. Each slide runs as its own
+``nuclick segment`` process; peak memory is that process's maximum resident set (GNU time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nuclick_core.data.seeds import detect_nucleus_seeds
+from nuclick_core.inference.models import load_card, resolve_model
+from nuclick_core.io.files import sha256_file
+from nuclick_core.io.slides import open_slide, read_grid_region
+
+SOURCE = Path("resources/demo/cmu_small_region.svs")
+SIDE = 2048
+TILE = 512
+LEVELS = (1, 4, 16, 64)
+
+
+def dihedral(a: np.ndarray, k: int) -> np.ndarray:
+    """The k-th of the eight flips and turns of the first two axes."""
+    a = np.rot90(a, k % 4, axes=(0, 1))
+    return a[:, ::-1] if k >= 4 else a
+
+
+def dihedral_points(xy: np.ndarray, k: int, side: int) -> np.ndarray:
+    """Where pixel centres ``xy`` (x, y) of a side x side square go under :func:`dihedral`."""
+    x, y = xy[:, 0].copy(), xy[:, 1].copy()
+    for _ in range(k % 4):  # np.rot90 (counter-clockwise): (x, y) -> (y, side - x)
+        x, y = y, side - x
+    if k >= 4:
+        x = side - x
+    return np.column_stack([x, y])
+
+
+def source_square() -> tuple[np.ndarray, float]:
+    slide = open_slide(SOURCE, fallback_mpp=0.499)
+    try:
+        rgb = read_grid_region(slide, 0, 0, SIDE, SIDE, target_mpp=slide.mpp)
+        return rgb, slide.mpp
+    finally:
+        slide.close()
+
+
+def write_mosaic(path: Path, square: np.ndarray, copies: int, mpp: float) -> None:
+    """Pyramidal tiled TIFF of copies x copies transformed squares, written tile by tile."""
+    import tifffile
+
+    views = {}
+    for level in LEVELS:
+        s = SIDE // level
+        small = square.reshape(s, level, s, level, 3).mean(axis=(1, 3)).round().astype(np.uint8)
+        views[level] = [np.ascontiguousarray(dihedral(small, k)) for k in range(8)]
+
+    def tiles(level: int):
+        s, tile = SIDE // level, min(TILE, SIDE // level)
+        for r in range(0, copies * s, tile):
+            for c in range(0, copies * s, tile):
+                k = ((r // s) * copies + c // s) % 8
+                yield views[level][k][r % s : r % s + tile, c % s : c % s + tile]
+
+    per_cm = 1e4 / mpp
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        for level in LEVELS:
+            side, tile = copies * SIDE // level, min(TILE, SIDE // level)
+            tif.write(
+                tiles(level),
+                shape=(side, side, 3),
+                dtype=np.uint8,
+                tile=(tile, tile),
+                photometric="rgb",
+                compression="zlib",
+                resolution=(per_cm / level, per_cm / level),
+                resolutionunit="CENTIMETER",
+                subfiletype=0 if level == 1 else 1,
+            )
+
+
+def write_clicks(path: Path, seeds: np.ndarray, copies: int) -> int:
+    with path.open("w") as f:
+        f.write("x,y\n")
+        for k in range(copies * copies):
+            r, c = divmod(k, copies)
+            xy = dihedral_points(seeds, k % 8, SIDE) + np.array([c * SIDE, r * SIDE])
+            np.savetxt(f, xy, fmt="%.1f", delimiter=",")
+    return copies * copies * len(seeds)
+
+
+def instant_model(folder: Path, like: str | None) -> Path:
+    """An ONNX model with the network's interface that costs almost nothing: its output is a
+    disk of probability 0.9 at the patch centre, where the click is (zero times the inclusion
+    map plus a constant disk), with a card copied from ``like`` (default: the current nuclei
+    model)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    card = load_card(resolve_model(like, "nucleus"))
+    p, r = card.patch_size, 3.5 / card.mpp  # a nucleus of radius 3.5 um
+    yy, xx = np.mgrid[0:p, 0:p] - p // 2
+    disk = np.where(xx**2 + yy**2 <= r * r, 0.9, 0.0).astype(np.float32)[None, None]
+    nodes = [
+        helper.make_node("Slice", ["input", "s", "e", "a"], ["inclusion"]),
+        helper.make_node("Mul", ["inclusion", "zero"], ["nothing"]),
+        helper.make_node("Add", ["nothing", "disk"], ["prob"]),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array([3], np.int64), "s"),
+        numpy_helper.from_array(np.array([4], np.int64), "e"),
+        numpy_helper.from_array(np.array([1], np.int64), "a"),
+        numpy_helper.from_array(np.array(0, np.float32), "zero"),
+        numpy_helper.from_array(disk, "disk"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "instant",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 5, p, p])],
+        [helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["N", 1, p, p])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, folder / "model.onnx")
+    raw = {**card.raw, "name": "instant", "sha256": sha256_file(folder / "model.onnx")}
+    raw.setdefault("inference", {})["tta"] = 1
+    (folder / "model.json").write_text(json.dumps(raw))
+    return folder
+
+
+def segment(slide: Path, clicks: Path, model: str, out: Path, args) -> dict:
+    cmd = [
+        "/usr/bin/time",
+        "-f",
+        "MAXRSS_KB %M",
+        str(Path(sys.executable).parent / "nuclick"),
+        "segment",
+        "--slide",
+        str(slide),
+        "--annotations",
+        str(clicks),
+        "--model",
+        model,
+        "--out",
+        str(out),
+        "--threads",
+        str(args.threads),
+        "--workers",
+        str(args.workers),
+    ]
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise SystemExit(f"nuclick segment failed:\n{done.stderr[-3000:]}")
+    stats = json.loads(re.search(r"wrote \S+: (\{.*\})", done.stderr).group(1))
+    rss = int(re.search(r"MAXRSS_KB (\d+)", done.stderr).group(1))
+    return {"seconds_process": round(wall, 2), "peak_rss_mb": round(rss / 1024, 1), **stats}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--copies", type=int, default=10)
+    ap.add_argument("--scales", default="1,2", help="slide sides, in multiples of --copies")
+    ap.add_argument("--model", default="instant")
+    ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--dir", type=Path, default=Path.home() / ".cache/nuclick-wsi/bench")
+    args = ap.parse_args()
+    if not SOURCE.exists():
+        subprocess.run([str(Path(sys.executable).parent / "nuclick"), "fetch-demo"], check=True)
+    args.dir.mkdir(parents=True, exist_ok=True)
+    square, mpp = source_square()
+    seeds = detect_nucleus_seeds(square, mpp=mpp) + 0.5
+    with tempfile.TemporaryDirectory() as tmp:
+        model = (
+            str(instant_model(Path(tmp) / "instant", None))
+            if args.model == "instant"
+            else args.model
+        )
+        runs = []
+        for scale in (int(s) for s in args.scales.split(",")):
+            copies = args.copies * scale
+            slide = args.dir / f"cmu_mosaic_{copies}x{copies}.tif"
+            clicks = args.dir / f"cmu_mosaic_{copies}x{copies}.clicks.csv"
+            t0 = time.perf_counter()
+            if not slide.exists():
+                write_mosaic(slide, square, copies, mpp)
+            n = write_clicks(clicks, seeds, copies)
+            built = time.perf_counter() - t0
+            run = segment(slide, clicks, model, args.dir / "out.parquet", args)
+            runs.append(
+                {
+                    "scale": scale,
+                    "slide_px": copies * SIDE,
+                    "slide_mb": round(slide.stat().st_size / 2**20, 1),
+                    "clicks": n,
+                    "seconds_to_build": round(built, 1),
+                    "clicks_per_second": round(n / run["seconds_wall"], 1),
+                    **run,
+                }
+            )
+            print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
+    first, last = runs[0], runs[-1]
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "workers": args.workers,
+                "threads": args.threads,
+                "cpus": os.cpu_count(),
+                "runs": runs,
+                "memory_growth": round(last["peak_rss_mb"] / first["peak_rss_mb"] - 1, 3),
+                "time_per_click_ratio": round(
+                    (last["seconds_wall"] / last["clicks"])
+                    / (first["seconds_wall"] / first["clicks"]),
+                    3,
+                ),
+            },
+            indent=1,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
