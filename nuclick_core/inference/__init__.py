@@ -1,6 +1,7 @@
 """Segmentation from marks, with ONNX Runtime only: guiding signals and the network input
 (``signals``), click patches planned by tile (``patches``), squiggle patches (``squiggles``),
-post-processing of one patch (``postprocess``), overlap settlement and polygons (``stitch``),
+post-processing of one patch (``postprocess``), overlap settlement (``stitch``), pixel-exact
+outlines (``outline``), post-processing and polygons in worker processes (``workers``),
 the two producers of patch instances (``producers``) and the streaming consumer (``engine``),
 model folders, cards and the registry's current models (``models``), ONNX Runtime sessions
 (``runtime``), and one slide end to end as a library call (``run``).
