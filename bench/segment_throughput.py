@@ -149,6 +149,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="0: the CPUs allotted")
     ap.add_argument("--workers", default="0,1", help="worker counts for the engine runs")
     ap.add_argument("--no-baseline", action="store_true", help="skip the per-click loop")
+    ap.add_argument("--engine-only", action="store_true", help="only the instant-predictor runs")
     args = ap.parse_args()
     card = load_card(resolve_model(args.model, "nucleus"))
     item = mosaic(args.tiles)
@@ -162,6 +163,9 @@ def main() -> None:
     # Nuclei are ~3.5 um in radius: the instant predictor's disk, in model pixels.
     instant = InstantPredictor(card.patch_size, 3.5 / card.mpp)
     engine = [engine_run(slide, clicks, instant, geom, bs, w) for w in worker_counts]
+    if args.engine_only:
+        print(json.dumps(_rounded({"clicks": len(clicks), "engine": engine}), indent=1))
+        return
     model = OnnxPredictor(card, batch_size=bs, threads=threads)
     network = network_alone(slide, xy, card, model, bs, len(clicks))
     end_to_end = engine_run(slide, clicks, model, geom, bs, worker_counts[0])

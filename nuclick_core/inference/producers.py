@@ -12,6 +12,7 @@ Points stream: a reader thread reads each tile of clicks at the model's mpp and 
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections import deque
@@ -123,10 +124,15 @@ def _reader(
         out.put(exc)
 
 
-def _batches(source: queue.Queue) -> Iterator[tuple[list[tuple[int, np.ndarray]], np.ndarray]]:
-    """The reader's batches, in order, until it is done (re-raising its error)."""
-    while True:
-        item = source.get()
+def _batches(
+    source: queue.Queue, stop: threading.Event
+) -> Iterator[tuple[list[tuple[int, np.ndarray]], np.ndarray]]:
+    """The reader's batches, in order, until it is done (re-raising its error) or ``stop``."""
+    while not stop.is_set():
+        try:
+            item = source.get(timeout=0.1)
+        except queue.Empty:
+            continue
         if isinstance(item, BaseException):
             raise item
         if item is None:
@@ -151,17 +157,41 @@ def point_instances(
 ) -> Iterator[PatchBatch]:
     """Patch instances of the clicks in ``plans`` (tiles in row-major order), a batch at a time.
 
-    A reader thread reads tiles and builds batches; this thread runs the predictor; each
-    batch's post-processing goes to ``workers`` (up to two batches per worker in flight) and
-    comes back in order.
+    A reader thread reads tiles and builds batches, an inference thread runs the predictor on
+    them, and this thread takes the probabilities: each batch's post-processing runs here or,
+    with ``workers``, in worker processes (up to two batches per worker in flight), and comes
+    back in order.
     """
     q: queue.Queue = queue.Queue(maxsize=queue_size)
+    predicted: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
     reader = threading.Thread(
         target=_reader,
         args=(slide, plans, exclusion, model_mpp, patch_size, q, stop, batch_size, stages),
         daemon=True,
     )
+
+    def infer() -> None:
+        """The predictor in a thread of its own: ONNX Runtime releases the GIL while it runs,
+        so post-processing, settling and polygons go on beside it instead of between calls."""
+        try:
+            for meta, batch in _batches(q, stop):
+                with stages("predict"):
+                    probs = predictor(batch)
+                while not stop.is_set():
+                    try:
+                        predicted.put((meta, probs, on_glass(batch, patch_size // 2)), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            if not stop.is_set():
+                predicted.put(None)
+        except BaseException as exc:  # hand the error to the consumer, which re-raises it
+            predicted.put(exc)
+
+    inference = threading.Thread(target=infer, daemon=True)
     # Rows above `frontier[k]` are out of reach of every patch after the k-th.
     tops = np.concatenate([p.origin_uv[:, 1] for p in plans]) if plans else np.zeros(0)
     frontier = np.append(np.minimum.accumulate(tops[::-1])[::-1], np.inf)
@@ -176,11 +206,12 @@ def point_instances(
 
     done = 0
     reader.start()
+    inference.start()
     try:
-        for meta, batch in _batches(q):
-            with stages("predict"):
-                probs = predictor(batch)
-            glass = on_glass(batch, patch_size // 2)
+        while (item := predicted.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            meta, probs, glass = item
             done += len(meta)
             rows, origins = [m[0] for m in meta], [m[1] for m in meta]
             args = (probs, rows, origins, glass, (grid.width, grid.height), params)
@@ -191,11 +222,12 @@ def point_instances(
             yield collect()
     finally:
         stop.set()
-        while reader.is_alive():  # unblock a reader waiting on a full queue
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                reader.join(0.05)
+        while inference.is_alive() or reader.is_alive():  # unblock threads on full queues
+            for source in (predicted, q):
+                with contextlib.suppress(queue.Empty):
+                    source.get_nowait()
+            inference.join(0.05)
+            reader.join(0.01)
 
 
 #: The largest squiggle box (twice the squiggle's extent), in patches of the model grid: a

@@ -13,7 +13,8 @@ from nuclick_core.data.marks import centroid_clicks
 from nuclick_core.data.synth import nuclei_scene
 from nuclick_core.inference.engine import ModelGeometry, RunOptions, segment_clicks
 from nuclick_core.inference.postprocess import PostprocessParams
-from nuclick_core.inference.workers import STAGES, Workers
+from nuclick_core.inference.producers import Grid
+from nuclick_core.inference.workers import STAGES, Stages, Workers
 from nuclick_core.io.annotations import click_table_from_points
 from tests.conftest import DarknessPredictor
 
@@ -90,3 +91,34 @@ def test_an_error_stops_the_workers(crowded) -> None:
 def test_a_negative_worker_count_is_refused() -> None:
     with pytest.raises(ValueError, match="workers must be >= 0"):
         Workers(-1)
+
+
+def test_a_consumer_that_stops_early_leaves_no_thread_behind(crowded) -> None:
+    """Closing the producer after one batch (an error downstream, Ctrl-C) stops the reader and
+    inference threads, even with full queues."""
+    import threading
+
+    from nuclick_core.inference.engine import _points
+
+    slide, clicks = crowded
+    before = threading.active_count()
+    n = len(clicks)
+    with Workers(0) as workers:
+        produced = _points(
+            slide,
+            clicks,
+            np.ones(n, bool),
+            np.ones(n, bool),
+            DarknessPredictor(64),
+            GEOM,
+            Grid.of(slide, GEOM.mpp),
+            2,
+            RunOptions(tile=64, queue_size=1),
+            True,
+            workers,
+            Stages(),
+        )
+        first = next(produced)
+        assert len(first.results) == 2
+        produced.close()
+    assert threading.active_count() == before
