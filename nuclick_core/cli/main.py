@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from nuclick_core.cli.models import add_model_commands
 from nuclick_core.cli.slides import add_slide_commands
 from nuclick_core.cli.training import add_training_commands
 from nuclick_core.errors import NuclickError
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     add_training_commands(sub)
+    add_model_commands(sub)
     add_slide_commands(sub)
     return parser
 

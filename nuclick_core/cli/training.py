@@ -75,43 +75,6 @@ def _cmd_export(args: argparse.Namespace) -> None:
     )
 
 
-def _cmd_zero_tiny_weights(args: argparse.Namespace) -> None:
-    from nuclick_core.inference.models import resolve_model
-    from nuclick_core.training.export import zero_tiny_weights_in_model
-
-    model_dir = resolve_model(args.model, "nucleus")
-    card = zero_tiny_weights_in_model(model_dir)
-    done = card.get("tiny_weights", {})
-    if "sha256_before" in done:
-        log.info(
-            "%s: %d weights below %g set to 0 (output changed by at most %.1e), sha256 %s",
-            model_dir,
-            done["zeroed"],
-            done["below"],
-            done["output_max_abs_diff"],
-            card["sha256"][:12],
-        )
-    else:
-        log.info("%s: no weight to zero; left as it was", model_dir)
-
-
-def _cmd_quantize(args: argparse.Namespace) -> None:
-    from nuclick_core.inference.models import resolve_model
-    from nuclick_core.training.quantize import quantize_model
-
-    source = resolve_model(args.model, "nucleus")
-    card = quantize_model(
-        source,
-        Path(args.out),
-        data=Path(args.data),
-        fmt=args.format,
-        exclude=args.exclude_names or [],
-        mpp=args.mpp,
-        patches=args.patches,
-    )
-    log.info("wrote %s (int8, from %s; sha256 %s)", args.out, source, card["sha256"][:12])
-
-
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from nuclick_core.evaluation.evaluate import evaluate_model, evaluation_items, record_in_card
     from nuclick_core.inference.models import load_card, resolve_model
@@ -311,27 +274,6 @@ def add_training_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     )
     p.add_argument("--card-extra", help="JSON file merged into model.json (data, licence)")
     p.set_defaults(func=_cmd_export, out_is_folder=True)
-
-    p = sub.add_parser(
-        "zero-tiny-weights",
-        help="set a model's near-zero weights to 0 (much faster on Intel CPUs; same output)",
-    )
-    p.add_argument("--model", required=True, help="model name under models/, or its folder")
-    p.set_defaults(func=_cmd_zero_tiny_weights, out_is_folder=True)
-
-    p = sub.add_parser(
-        "quantize", help="int8 variant of a click model for CPUs, calibrated on training patches"
-    )
-    p.add_argument("--model", required=True, help="model name under models/, or its folder")
-    p.add_argument("--data", required=True, help="labelled images to calibrate on")
-    p.add_argument("--format", default="folder", choices=FORMATS)
-    p.add_argument(
-        "--exclude-names", type=parse_names, help="images left out (the validation images)"
-    )
-    p.add_argument("--mpp", type=float, required=True, help="um/px of the dataset's images")
-    p.add_argument("--patches", type=at_least(16), default=256, help="calibration patches")
-    p.add_argument("--out", required=True, help="the new model folder, e.g. models/M-int8")
-    p.set_defaults(func=_cmd_quantize, out_is_folder=True)
 
     p = sub.add_parser(
         "evaluate", help="evaluate a model on labelled images (marks from the ground truth)"
