@@ -38,6 +38,7 @@ def _cmd_segment(args: argparse.Namespace) -> None:
         tile=args.tile,
         tta=args.tta,
         workers=args.workers,
+        readers=args.readers,
     )
     write_run(run, args.out, geojson=args.geojson)
     log.info("wrote %s: %s", args.out, json.dumps(run.stats))
@@ -183,6 +184,12 @@ def add_slide_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         default=0,
         help="worker processes for post-processing and polygons (0: none; same results for "
         "any count; for GPU nodes, where the CPU side sets the pace)",
+    )
+    p.add_argument(
+        "--readers",
+        type=at_least(1),
+        default=2,
+        help="threads reading tiles ahead (same results for any count)",
     )
     p.add_argument(
         "--tta",

@@ -44,11 +44,14 @@ class RunOptions:
     tile : side, in model pixels, of the tiles a slide is read in.
     queue_size : batches the reader may build ahead of the predictor.
     workers : worker processes for post-processing and polygons (0: in this process).
+    readers : threads reading tiles ahead (resampling a tile is the slowest step of reading a
+        slide whose mpp is not the model's).
     """
 
     tile: int = 1024
     queue_size: int = 4
     workers: int = 0
+    readers: int = 2
 
 
 @dataclass(frozen=True)
@@ -267,4 +270,5 @@ def _points(
         queue_size=options.queue_size,
         workers=workers,
         stages=stages,
+        readers=options.readers,
     )

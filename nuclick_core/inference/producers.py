@@ -17,6 +17,7 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,20 +89,33 @@ def _reader(
     stop: threading.Event,
     batch_size: int,
     stages: Stages,
+    readers: int = 1,
 ) -> None:
     """Read each tile once and write its patches' inputs straight into batch buffers (no copy
-    when batching); a full batch goes on the queue, the last one may be smaller."""
+    when batching); a full batch goes on the queue, the last one may be smaller.
+
+    Tiles are read ``readers`` at a time, ahead of the one being built, by threads (OpenSlide
+    and the resampling release the GIL) and used in plan order, so the batches are the same
+    for any count."""
 
     def new_batch() -> tuple[list[tuple[int, np.ndarray]], np.ndarray]:
         return [], np.empty((batch_size, 5, patch_size, patch_size), np.float32)
 
+    def read(plan: PatchPlan) -> np.ndarray:
+        with stages("read"):
+            return read_grid_region(slide, *plan.region, target_mpp=model_mpp)
+
+    pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="nuclick-read")
+    ahead: deque[Future] = deque()
+    todo = iter(plans)
     try:
         meta, buf = new_batch()
         for plan in plans:
+            while len(ahead) <= readers and (nxt := next(todo, None)) is not None:
+                ahead.append(pool.submit(read, nxt))
             if stop.is_set():
                 return
-            with stages("read"):
-                region = read_grid_region(slide, *plan.region, target_mpp=model_mpp)
+            region = ahead.popleft().result()
             k = 0
             while k < len(plan.click_index):
                 take = min(batch_size - len(meta), len(plan.click_index) - k)
@@ -122,6 +136,8 @@ def _reader(
         out.put(None)
     except BaseException as exc:  # hand the error to the consumer, which re-raises it
         out.put(exc)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _batches(
@@ -154,6 +170,7 @@ def point_instances(
     queue_size: int,
     workers: Workers,
     stages: Stages,
+    readers: int = 1,
 ) -> Iterator[PatchBatch]:
     """Patch instances of the clicks in ``plans`` (tiles in row-major order), a batch at a time.
 
@@ -167,7 +184,7 @@ def point_instances(
     stop = threading.Event()
     reader = threading.Thread(
         target=_reader,
-        args=(slide, plans, exclusion, model_mpp, patch_size, q, stop, batch_size, stages),
+        args=(slide, plans, exclusion, model_mpp, patch_size, q, stop, batch_size, stages, readers),
         daemon=True,
     )
 

@@ -111,12 +111,14 @@ def run_slide(
     tile: int = 1024,
     tta: int | None = None,
     workers: int = 0,
+    readers: int = 2,
 ) -> SlideRun:
     """Segment every mark of ``annotations`` on ``slide`` with the model (a name under
     models/, a folder, or None: the registry's current model for ``object_type``).
 
     ``threads`` 0 means the CPUs allotted to the job; ``tta`` None means the card's views;
-    ``workers`` processes take post-processing and polygons off the predictor's thread.
+    ``workers`` processes take post-processing and polygons off the predictor's thread;
+    ``readers`` threads read tiles ahead.
     """
     t0 = time.perf_counter()
     with open_run(slide, annotations, model=model, object_type=object_type, mpp=mpp) as run:
@@ -130,7 +132,7 @@ def run_slide(
             predictor,
             ModelGeometry.from_card(card),
             batch_size=batch_size,
-            options=RunOptions(tile=tile, workers=workers),
+            options=RunOptions(tile=tile, workers=workers, readers=readers),
         )
     centroids = shapely.centroid(run.clicks.geometry.values)
     click_xy = np.column_stack([shapely.get_x(centroids), shapely.get_y(centroids)])

@@ -62,6 +62,21 @@ def test_the_table_is_the_same_for_any_worker_count(crowded) -> None:
     assert _table_bytes(_run(slide, clicks, 2, batch_size=3).table) == _table_bytes(base.table)
 
 
+@pytest.mark.parametrize("readers", [1, 3])
+def test_the_table_is_the_same_for_any_reader_count(crowded, readers) -> None:
+    slide, clicks = crowded
+    base = _run(slide, clicks, 0)
+    seg = segment_clicks(
+        slide,
+        clicks,
+        DarknessPredictor(64),
+        GEOM,
+        batch_size=8,
+        options=RunOptions(tile=64, readers=readers),
+    )
+    assert _table_bytes(seg.table) == _table_bytes(base.table)
+
+
 def test_stage_seconds_are_reported(crowded) -> None:
     slide, clicks = crowded
     stats = _run(slide, clicks, 1).stats

@@ -26,6 +26,7 @@ rule segment:
         provider=config["segment"]["provider"],
         tile=config["segment"]["tile"],
         workers=config["segment"]["workers"],
+        readers=config["segment"]["readers"],
     shell:
         "nuclick segment"
         " --slide {input.slide:q}"
@@ -38,5 +39,6 @@ rule segment:
         " --provider {params.provider}"
         " --tile {params.tile}"
         " --workers {params.workers}"
+        " --readers {params.readers}"
         " --threads {threads}"
         " > {log:q} 2>&1"
