@@ -5,15 +5,16 @@ usage: python bench/large_slide.py [--copies 10] [--scales 1,2] [--model instant
 
 The slides are pyramidal tiled TIFFs (deflate, 512 px tiles, levels 1, 4, 16, 64; mpp in the
 resolution tags, so OpenSlide opens them as generic TIFF) tiled from a 2048 px square of the
-real CMU demo region (H&E, 0.499 um/px), each copy flipped and turned in turn (the eight
-dihedral transforms). The clicks are the seed detector's on that square (``nuclick
-detect-seeds``'s detector), moved with each copy. Scale 1 is ``copies`` x ``copies`` copies
-(10: 20,480 px square), scale 2 twice the side (four times the area and the clicks).
+real CMU demo region (H&E, 0.499 um/px; ``--source`` another image), each copy flipped and
+turned in turn (the eight dihedral transforms). The clicks are the seed detector's on that
+square (``nuclick detect-seeds``'s detector), moved with each copy. Scale 1 is ``copies`` x
+``copies`` copies (10: 20,480 px square), scale 2 twice the side (four times the area and the
+clicks).
 
 ``--model instant`` (the default) is an ONNX model with the network's interface that costs
 almost nothing (a nucleus-sized disk around the click, at the patch centre), so
 the figures are the engine's; a model name runs that model. Each slide runs as its own
-``nuclick segment`` process; peak memory is that process's maximum resident set (GNU time).
+``nuclick segment`` process; peak memory is that process's maximum resident set.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from nuclick_core.io.files import sha256_file
 from nuclick_core.io.slides import open_slide, read_grid_region
 
 SOURCE = Path("resources/demo/cmu_small_region.svs")
-SIDE = 2048
 TILE = 512
 LEVELS = (1, 4, 16, 64)
 
@@ -57,10 +57,12 @@ def dihedral_points(xy: np.ndarray, k: int, side: int) -> np.ndarray:
     return np.column_stack([x, y])
 
 
-def source_square() -> tuple[np.ndarray, float]:
-    slide = open_slide(SOURCE, fallback_mpp=0.499)
+def source_square(source: Path, mpp: float | None) -> tuple[np.ndarray, float]:
+    """The largest square of side a multiple of 256 at the top left of ``source``."""
+    slide = open_slide(source, mpp=mpp, fallback_mpp=0.499)
     try:
-        rgb = read_grid_region(slide, 0, 0, SIDE, SIDE, target_mpp=slide.mpp)
+        side = min(slide.width, slide.height) // 256 * 256
+        rgb = read_grid_region(slide, 0, 0, side, side, target_mpp=slide.mpp)
         return rgb, slide.mpp
     finally:
         slide.close()
@@ -70,14 +72,16 @@ def write_mosaic(path: Path, square: np.ndarray, copies: int, mpp: float) -> Non
     """Pyramidal tiled TIFF of copies x copies transformed squares, written tile by tile."""
     import tifffile
 
+    side0 = square.shape[0]
+    levels = [lv for lv in LEVELS if (side0 // lv) % 16 == 0]  # TIFF tiles: multiples of 16
     views = {}
-    for level in LEVELS:
-        s = SIDE // level
+    for level in levels:
+        s = side0 // level
         small = square.reshape(s, level, s, level, 3).mean(axis=(1, 3)).round().astype(np.uint8)
         views[level] = [np.ascontiguousarray(dihedral(small, k)) for k in range(8)]
 
     def tiles(level: int):
-        s, tile = SIDE // level, min(TILE, SIDE // level)
+        s, tile = side0 // level, min(TILE, side0 // level)
         for r in range(0, copies * s, tile):
             for c in range(0, copies * s, tile):
                 k = ((r // s) * copies + c // s) % 8
@@ -85,8 +89,8 @@ def write_mosaic(path: Path, square: np.ndarray, copies: int, mpp: float) -> Non
 
     per_cm = 1e4 / mpp
     with tifffile.TiffWriter(path, bigtiff=True) as tif:
-        for level in LEVELS:
-            side, tile = copies * SIDE // level, min(TILE, SIDE // level)
+        for level in levels:
+            side, tile = copies * side0 // level, min(TILE, side0 // level)
             tif.write(
                 tiles(level),
                 shape=(side, side, 3),
@@ -100,12 +104,12 @@ def write_mosaic(path: Path, square: np.ndarray, copies: int, mpp: float) -> Non
             )
 
 
-def write_clicks(path: Path, seeds: np.ndarray, copies: int) -> int:
+def write_clicks(path: Path, seeds: np.ndarray, copies: int, side: int) -> int:
     with path.open("w") as f:
         f.write("x,y\n")
         for k in range(copies * copies):
             r, c = divmod(k, copies)
-            xy = dihedral_points(seeds, k % 8, SIDE) + np.array([c * SIDE, r * SIDE])
+            xy = dihedral_points(seeds, k % 8, side) + np.array([c * side, r * side])
             np.savetxt(f, xy, fmt="%.1f", delimiter=",")
     return copies * copies * len(seeds)
 
@@ -151,10 +155,9 @@ def instant_model(folder: Path, like: str | None) -> Path:
 
 
 def segment(slide: Path, clicks: Path, model: str, out: Path, args) -> dict:
+    """``nuclick segment`` as its own process; its stats and its peak resident memory (the
+    child's own rusage, from wait4)."""
     cmd = [
-        "/usr/bin/time",
-        "-f",
-        "MAXRSS_KB %M",
         str(Path(sys.executable).parent / "nuclick"),
         "segment",
         "--slide",
@@ -171,13 +174,18 @@ def segment(slide: Path, clicks: Path, model: str, out: Path, args) -> dict:
         str(args.workers),
     ]
     t0 = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - t0
-    if done.returncode != 0:
-        raise SystemExit(f"nuclick segment failed:\n{done.stderr[-3000:]}")
-    stats = json.loads(re.search(r"wrote \S+: (\{.*\})", done.stderr).group(1))
-    rss = int(re.search(r"MAXRSS_KB (\d+)", done.stderr).group(1))
-    return {"seconds_process": round(wall, 2), "peak_rss_mb": round(rss / 1024, 1), **stats}
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=log)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - t0
+        log.seek(0)
+        text = log.read()
+    if proc.returncode != 0:
+        raise SystemExit(f"nuclick segment failed:\n{text[-3000:]}")
+    stats = json.loads(re.search(r"wrote \S+: (\{.*\})", text).group(1))
+    peak_mb = usage.ru_maxrss / 1024  # KiB on Linux
+    return {"seconds_process": round(wall, 2), "peak_rss_mb": round(peak_mb, 1), **stats}
 
 
 def main() -> None:
@@ -188,11 +196,14 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--dir", type=Path, default=Path.home() / ".cache/nuclick-wsi/bench")
+    ap.add_argument("--source", type=Path, default=SOURCE, help="the tissue to tile")
+    ap.add_argument("--mpp", type=float, help="the source's mpp, when it does not say")
     args = ap.parse_args()
-    if not SOURCE.exists():
+    if args.source == SOURCE and not SOURCE.exists():
         subprocess.run([str(Path(sys.executable).parent / "nuclick"), "fetch-demo"], check=True)
     args.dir.mkdir(parents=True, exist_ok=True)
-    square, mpp = source_square()
+    square, mpp = source_square(args.source, args.mpp)
+    side = square.shape[0]
     seeds = detect_nucleus_seeds(square, mpp=mpp) + 0.5
     with tempfile.TemporaryDirectory() as tmp:
         model = (
@@ -203,18 +214,18 @@ def main() -> None:
         runs = []
         for scale in (int(s) for s in args.scales.split(",")):
             copies = args.copies * scale
-            slide = args.dir / f"cmu_mosaic_{copies}x{copies}.tif"
-            clicks = args.dir / f"cmu_mosaic_{copies}x{copies}.clicks.csv"
+            stem = f"{args.source.stem}_mosaic_{copies}x{copies}"
+            slide, clicks = args.dir / f"{stem}.tif", args.dir / f"{stem}.clicks.csv"
             t0 = time.perf_counter()
             if not slide.exists():
                 write_mosaic(slide, square, copies, mpp)
-            n = write_clicks(clicks, seeds, copies)
+            n = write_clicks(clicks, seeds, copies, side)
             built = time.perf_counter() - t0
             run = segment(slide, clicks, model, args.dir / "out.parquet", args)
             runs.append(
                 {
                     "scale": scale,
-                    "slide_px": copies * SIDE,
+                    "slide_px": copies * side,
                     "slide_mb": round(slide.stat().st_size / 2**20, 1),
                     "clicks": n,
                     "seconds_to_build": round(built, 1),
