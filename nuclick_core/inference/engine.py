@@ -202,8 +202,8 @@ def segment_clicks(
         settler.peak,
         {k: round(v, 4) for k, v in stages.seconds.items()},
     )
-    normal = _normal_form(geoms)
-    area_px = np.nan_to_num(shapely.area(normal), nan=0.0)  # of the geometry as written
+    geometry = _geometry_array(geoms)
+    area_px = np.nan_to_num(shapely.area(geometry), nan=0.0)  # of the geometry as written
     table = gpd.GeoDataFrame(
         {
             "instance_id": clicks["click_id"].to_numpy(np.int64) + 1,
@@ -216,18 +216,18 @@ def segment_clicks(
             "area_um2": area_px * slide.mpp**2,
             "source": clicks["source"].to_numpy(),
         },
-        geometry=gpd.GeoSeries(normal, crs=None),
+        geometry=gpd.GeoSeries(geometry, crs=None),
         crs=None,
     )
     return Segmentation(table, stats)
 
 
-def _normal_form(geoms: list) -> np.ndarray:
-    """shapely's normal form of each geometry (None stays None), so that an instance is written
-    vertex for vertex the same way whatever traced it."""
+def _geometry_array(geoms: list) -> np.ndarray:
+    """The geometries (None where a click has no instance) as one object array, no copy of
+    the geometries themselves."""
     out = np.empty(len(geoms), dtype=object)
     out[:] = geoms
-    return shapely.normalize(out)
+    return out
 
 
 def _points(

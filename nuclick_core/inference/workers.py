@@ -110,7 +110,8 @@ def polygons(
     items: list[tuple[np.ndarray, int, int]], f: float, slide_wh: tuple[int, int]
 ) -> tuple[list[shapely.Geometry], float]:
     """Level-0 outlines of settled masks ((mask, row0, col0) on the model grid, ``f`` level-0
-    pixels per grid pixel), clipped to the slide, and the seconds it took."""
+    pixels per grid pixel), clipped to the slide, in shapely's normal form (an instance is
+    written vertex for vertex the same way whatever traced it), and the seconds it took."""
     t0 = time.perf_counter()
     box = shapely.box(0, 0, *slide_wh)
     out = []
@@ -118,7 +119,7 @@ def polygons(
         poly = mask_outline(mask, row0, col0, f)
         if not box.contains(poly):  # a grid pixel may overhang the slide's last pixel
             poly = poly.intersection(box)
-        out.append(poly)
+        out.append(shapely.normalize(poly))
     return out, time.perf_counter() - t0
 
 
