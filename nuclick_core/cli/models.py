@@ -36,10 +36,17 @@ def _cmd_zero_tiny_weights(args: argparse.Namespace) -> None:
 
 
 def _cmd_quantize(args: argparse.Namespace) -> None:
+    from nuclick_core.errors import NuclickError
     from nuclick_core.inference.models import resolve_model
-    from nuclick_core.training.quantize import quantize_model
+    from nuclick_core.training.quantize import half_precision_model, quantize_model
 
     source = resolve_model(args.model, "nucleus")
+    if args.fp16:
+        card = half_precision_model(source, Path(args.out))
+        log.info("wrote %s (fp16, from %s; sha256 %s)", args.out, source, card["sha256"][:12])
+        return
+    if not args.data or args.mpp is None:
+        raise NuclickError("int8 needs --data and --mpp (the images to calibrate on); fp16: --fp16")
     card = quantize_model(
         source,
         Path(args.out),
@@ -62,15 +69,17 @@ def add_model_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.set_defaults(func=_cmd_zero_tiny_weights, out_is_folder=True)
 
     p = sub.add_parser(
-        "quantize", help="int8 variant of a click model for CPUs, calibrated on training patches"
+        "quantize",
+        help="int8 variant of a click model for CPUs (calibrated on training patches), or fp16",
     )
     p.add_argument("--model", required=True, help="model name under models/, or its folder")
-    p.add_argument("--data", required=True, help="labelled images to calibrate on")
+    p.add_argument("--fp16", action="store_true", help="an fp16 variant for GPUs instead")
+    p.add_argument("--data", help="labelled images to calibrate on (int8)")
     p.add_argument("--format", default="folder", choices=FORMATS)
     p.add_argument(
         "--exclude-names", type=parse_names, help="images left out (the validation images)"
     )
-    p.add_argument("--mpp", type=float, required=True, help="um/px of the dataset's images")
+    p.add_argument("--mpp", type=float, help="um/px of the dataset's images (int8)")
     p.add_argument("--patches", type=at_least(16), default=256, help="calibration patches")
     p.add_argument("--out", required=True, help="the new model folder, e.g. models/M-int8")
     p.set_defaults(func=_cmd_quantize, out_is_folder=True)

@@ -62,3 +62,24 @@ def test_gland_models_are_refused(tmp_path, dataset) -> None:
     model = export_tiny_model(tmp_path / "g", object_type="gland")
     with pytest.raises(ModelError, match="nucleus or cell"):
         quantize_model(model, tmp_path / "o", data=dataset, fmt="folder", exclude=[], mpp=0.5)
+
+
+def test_fp16_variant_keeps_float32_io_and_stays_close(tmp_path) -> None:
+    from nuclick_core.training.quantize import half_precision_model
+
+    model = export_tiny_model(tmp_path / "m")
+    card = half_precision_model(model, tmp_path / "m-fp16")
+    assert card["quantized"]["from"] == "m" and "fp16" in card["quantized"]["method"]
+    x = np.random.default_rng(2).random((4, 5, 64, 64), dtype=np.float32)
+    fp32 = OnnxPredictor(load_card(model), batch_size=4, threads=1)(x)
+    fp16 = OnnxPredictor(load_card(tmp_path / "m-fp16"), batch_size=4, threads=1)(x)
+    assert fp16.dtype == np.float32
+    assert np.abs(fp16 - fp32).max() < 0.02
+
+
+def test_int8_without_calibration_data_is_refused(tmp_path) -> None:
+    from nuclick_core.cli.main import main
+
+    model = export_tiny_model(tmp_path / "m")
+    assert main(["quantize", "--model", str(model), "--out", str(tmp_path / "q")]) == 2
+    assert not (tmp_path / "q").exists()
