@@ -105,7 +105,7 @@ def _cmd_export_geojson(args: argparse.Namespace) -> None:
 
 
 def _cmd_export_labels(args: argparse.Namespace) -> None:
-    from nuclick_core.io.instances import write_label_tiff
+    from nuclick_core.io.labels import write_label_tiff
 
     w, h, n = write_label_tiff(
         args.instances, args.out, downsample=args.downsample, max_pixels=args.max_pixels
@@ -208,7 +208,11 @@ def add_slide_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--instances", required=True)
     p.add_argument("--out", required=True, help=".tif; pixel value = instance_id, 0 background")
     p.add_argument("--downsample", type=float, default=1.0, help="of level 0")
-    p.add_argument("--max-pixels", type=float, default=4e8)
+    p.add_argument(
+        "--max-pixels",
+        type=float,
+        help="refuse a larger mask (default: no limit; written tile by tile)",
+    )
     p.set_defaults(func=_cmd_export_labels)
 
     p = sub.add_parser(

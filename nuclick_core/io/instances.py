@@ -17,7 +17,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import shapely
 
-from nuclick_core.errors import NuclickError
 from nuclick_core.io import status
 from nuclick_core.io.files import atomic_path
 
@@ -187,60 +186,50 @@ def write_qupath_geojson(table: gpd.GeoDataFrame, path: Path) -> int:
     return count
 
 
+def paint_instances(
+    out: np.ndarray,
+    items: list[tuple[int, shapely.Geometry]],
+    *,
+    downsample: float = 1.0,
+    row0: int = 0,
+    col0: int = 0,
+) -> None:
+    """Paint instances (instance_id, level-0 polygon), in order (later ones over earlier),
+    into ``out``: the labels at level-0 / ``downsample`` of the pixels from (row0, col0) on.
+    Pixel centres inside a polygon are painted, holes cleared. A tile painted this way holds
+    exactly the pixels of the whole mask painted at once."""
+    from skimage.draw import polygon as draw_polygon
+
+    h, w = out.shape
+    full = (row0 + h, col0 + w)  # the same rasterisation as the whole mask, clipped to the tile
+
+    def pixels(ring) -> tuple[np.ndarray, np.ndarray]:
+        xy = np.asarray(ring.coords) / downsample - 0.5
+        rr, cc = draw_polygon(xy[:, 1], xy[:, 0], full)
+        keep = (rr >= row0) & (cc >= col0)
+        return rr[keep] - row0, cc[keep] - col0
+
+    for iid, geom in items:
+        for poly in getattr(geom, "geoms", [geom]):
+            rr, cc = pixels(poly.exterior)
+            out[rr, cc] = iid
+            for ring in poly.interiors:
+                rr, cc = pixels(ring)
+                out[rr, cc] = np.where(out[rr, cc] == iid, 0, out[rr, cc])
+
+
+def ok_instances(table: gpd.GeoDataFrame) -> list[tuple[int, shapely.Geometry]]:
+    """(instance_id, geometry) of the table's ``ok`` rows, in table order."""
+    ok = table[(table["status"] == status.OK) & table.geometry.notna()]
+    return list(zip(ok["instance_id"].astype(int), ok.geometry, strict=True))
+
+
 def label_mask(
     table: gpd.GeoDataFrame, width: int, height: int, *, downsample: float = 1.0
 ) -> np.ndarray:
     """Rasterise ``ok`` instances into uint32 (H, W) labels at level-0 / ``downsample``; pixel
     value = instance_id. Pixel centres inside a polygon are painted."""
-    from skimage.draw import polygon as draw_polygon
-
     h, w = int(np.ceil(height / downsample)), int(np.ceil(width / downsample))
     out = np.zeros((h, w), np.uint32)
-    ok = table[(table["status"] == status.OK) & table.geometry.notna()]
-    for iid, geom in zip(ok["instance_id"], ok.geometry, strict=True):
-        for poly in getattr(geom, "geoms", [geom]):
-            ext = np.asarray(poly.exterior.coords) / downsample - 0.5
-            rr, cc = draw_polygon(ext[:, 1], ext[:, 0], (h, w))
-            out[rr, cc] = iid
-            for ring in poly.interiors:
-                hole = np.asarray(ring.coords) / downsample - 0.5
-                rr, cc = draw_polygon(hole[:, 1], hole[:, 0], (h, w))
-                out[rr, cc] = np.where(out[rr, cc] == iid, 0, out[rr, cc])
+    paint_instances(out, ok_instances(table), downsample=downsample)
     return out
-
-
-def write_label_tiff(
-    instances: Path | str, out: Path | str, *, downsample: float = 1.0, max_pixels: float = 4e8
-) -> tuple[int, int, int]:
-    """Rasterise an instance table onto its slide's level-0 size / ``downsample`` and write an
-    int32 TIFF label mask (pixel value = instance_id, 0 background); returns (width, height,
-    instances drawn).
-
-    Raises
-    ------
-    NuclickError
-        The table has no slide size in its metadata, or the mask exceeds ``max_pixels``.
-    """
-    from PIL import Image
-
-    slide = read_provenance(Path(instances)).get("slide", {})
-    if "width" not in slide:
-        raise NuclickError(
-            f"{instances} has no slide size in its metadata; was it written by nuclick segment?"
-        )
-    w, h = slide["width"] / downsample, slide["height"] / downsample
-    if w * h > max_pixels:
-        raise NuclickError(
-            f"a {int(w)}x{int(h)} label mask exceeds --max-pixels {max_pixels}; "
-            "pass a larger --downsample (e.g. 4 or 16)"
-        )
-    labels = label_mask(
-        read_instances(Path(instances)), slide["width"], slide["height"], downsample=downsample
-    )
-    if labels.max(initial=0) > np.iinfo(np.int32).max:
-        raise NuclickError("instance ids exceed the int32 range of a TIFF label image")
-    with atomic_path(Path(out)) as tmp:
-        Image.fromarray(labels.astype(np.int32), mode="I").save(
-            tmp, format="TIFF", compression="tiff_adobe_deflate"
-        )
-    return labels.shape[1], labels.shape[0], len(np.unique(labels)) - 1
