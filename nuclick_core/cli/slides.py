@@ -113,6 +113,23 @@ def _cmd_export_labels(args: argparse.Namespace) -> None:
     log.info("wrote %s (%dx%d, %d instances)", args.out, w, h, n)
 
 
+def _cmd_convert(args: argparse.Namespace) -> None:
+    from nuclick_core.inference.convert import convert_folder
+
+    rows = convert_folder(
+        Path(args.images),
+        Path(args.points),
+        Path(args.out),
+        model=args.model,
+        object_type=args.object,
+        mpp=args.mpp,
+        batch_size=args.batch_size,
+        threads=args.threads,
+    )
+    ok = sum(r.statuses.get("ok", 0) for r in rows)
+    log.info("converted %d images (%d instances) into %s", len(rows), ok, args.out)
+
+
 def _cmd_fetch_demo(args: argparse.Namespace) -> None:
     from nuclick_core.data.demo import fetch_demo
 
@@ -214,6 +231,22 @@ def add_slide_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         help="refuse a larger mask (default: no limit; written tile by tile)",
     )
     p.set_defaults(func=_cmd_export_labels)
+
+    p = sub.add_parser(
+        "convert", help="point-labelled images -> instance label images (a training folder)"
+    )
+    p.add_argument("--images", required=True, help="folder of images (tiles or slides)")
+    p.add_argument(
+        "--points",
+        required=True,
+        help="folder of per-image point files (NAME.csv, .geojson, ...) or one table with an "
+        "image column",
+    )
+    p.add_argument("--out", required=True, help="output folder (images/, labels/, instances/)")
+    add_model_options(p)
+    p.add_argument("--mpp", type=float, help="microns per pixel of the images")
+    add_run_options(p)
+    p.set_defaults(func=_cmd_convert, out_is_folder=True)
 
     p = sub.add_parser(
         "fetch-demo",

@@ -1,0 +1,124 @@
+"""nuclick convert (#15): generated tiles with ground-truth centroid points become a training
+folder whose label images score what nuclick evaluate reports, and which trains."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from nuclick_core.cli.main import main
+from nuclick_core.data.labelled import LabelledImage
+from nuclick_core.data.marks import centroid_clicks
+from nuclick_core.data.synth import nuclei_scene
+from nuclick_core.evaluation.evaluate import evaluate_model, score_labels
+from nuclick_core.inference.models import load_card
+
+NAMES = ("t0", "t1", "t2")
+
+
+@pytest.fixture
+def tiles(tmp_path):
+    """Three generated tiles, their ground truth, and one point CSV per tile (centroids)."""
+    images, points = tmp_path / "images", tmp_path / "points"
+    images.mkdir()
+    points.mkdir()
+    items = []
+    for k, name in enumerate(NAMES):
+        s = nuclei_scene(size=(160, 160), n_nuclei=14, seed=20 + k, radius_range=(5.0, 9.0))
+        Image.fromarray(s.image).save(images / f"{name}.png")
+        _, xy = centroid_clicks(s.labels)
+        with open(points / f"{name}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["x", "y"])
+            w.writerows(xy.tolist())
+        items.append(LabelledImage(name, s.image, s.labels))
+    return images, points, items
+
+
+def test_converted_labels_score_what_evaluate_reports(tmp_path, tiles, known_model) -> None:
+    images, points, items = tiles
+    out = tmp_path / "out"
+    argv = ["convert", "--images", str(images), "--points", str(points), "--out", str(out)]
+    assert main([*argv, "--model", str(known_model), "--mpp", "0.5", "--threads", "1"]) == 0
+    ajis = []
+    for item in items:
+        with Image.open(out / "labels" / f"{item.name}.png") as im:
+            labels = np.array(im).astype(np.int32)
+        assert labels.shape == item.labels.shape
+        ajis.append(score_labels(item.labels.astype(np.int32), labels)["aji"])
+    figures, _ = evaluate_model(
+        load_card(known_model),
+        items,
+        mpp=0.5,
+        data={},
+        threads=1,
+        experiments=False,
+        baselines=False,
+        robustness=False,
+        progress=lambda _: None,
+    )
+    assert round(float(np.mean(ajis)), 3) == round(figures["main"]["aji"], 3)
+    assert figures["main"]["aji"] > 0.3  # the stand-in segments the nuclei
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["images"] == 3 and manifest["model"]["name"] == "known"
+    assert manifest["clicks"] == sum(len(np.unique(i.labels)) - 1 for i in items)
+    with open(out / "manifest.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["image"] for r in rows] == [f"{n}.png" for n in NAMES]
+    assert sorted(p.name for p in (out / "images").iterdir()) == [f"{n}.png" for n in NAMES]
+    assert len(list((out / "instances").glob("*.parquet"))) == 3
+
+
+def test_a_converted_folder_trains(tmp_path, tiles, known_model) -> None:
+    pytest.importorskip("torch")
+    images, points, _ = tiles
+    out = tmp_path / "out"
+    argv = ["convert", "--images", str(images), "--points", str(points), "--out", str(out)]
+    assert main([*argv, "--model", str(known_model), "--mpp", "0.5", "--threads", "1"]) == 0
+    ckpt = tmp_path / "ckpt"
+    train = ["train", "--data", str(out), "--format", "folder", "--val-names", "t2"]
+    train += ["--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2", "--patch-size", "64"]
+    assert main([*train, "--width", "0.0625", "--threads", "1", "--out", str(ckpt)]) == 0
+    assert (ckpt / "best.pt").exists()
+
+
+def test_one_points_table_with_an_image_column(tmp_path, tiles, known_model) -> None:
+    images, points, _ = tiles
+    rows = []
+    for name in NAMES[:2]:  # t2 has no points: converted with an empty label image
+        for x, y in pd.read_csv(points / f"{name}.csv").to_numpy():
+            rows.append({"image": f"{name}.png", "x": x, "y": y, "label": "tumour"})
+    table = tmp_path / "points.csv"
+    pd.DataFrame(rows).to_csv(table, index=False)
+    out = tmp_path / "out"
+    argv = ["convert", "--images", str(images), "--points", str(table), "--out", str(out)]
+    assert main([*argv, "--model", str(known_model), "--mpp", "0.5", "--threads", "1"]) == 0
+    with Image.open(out / "labels" / "t2.png") as im:
+        assert not np.array(im).any()
+    inst = pd.read_parquet(out / "instances" / "t0.parquet")
+    assert (inst["label"] == "tumour").all()
+
+
+def test_bad_points_tables_name_the_problem(tmp_path, tiles, known_model, caplog) -> None:
+    images, _, _ = tiles
+    table = tmp_path / "points.csv"
+    pd.DataFrame([{"image": "nope.png", "x": 1, "y": 2}]).to_csv(table, index=False)
+    argv = [
+        "convert",
+        "--images",
+        str(images),
+        "--points",
+        str(table),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    assert main([*argv, "--model", str(known_model), "--mpp", "0.5"]) == 2
+    assert "nope.png" in caplog.text
+    pd.DataFrame([{"image": "t0.png", "x": "abc", "y": 2}]).to_csv(table, index=False)
+    assert main([*argv, "--model", str(known_model), "--mpp", "0.5"]) == 2
+    assert "row 1: x 'abc' is not a finite number" in caplog.text
