@@ -125,9 +125,13 @@ def _cmd_convert(args: argparse.Namespace) -> None:
         mpp=args.mpp,
         batch_size=args.batch_size,
         threads=args.threads,
+        jitter=not args.no_jitter,
     )
     ok = sum(r.statuses.get("ok", 0) for r in rows)
-    log.info("converted %d images (%d instances) into %s", len(rows), ok, args.out)
+    check = sum(r.check for r in rows)
+    log.info(
+        "converted %d images (%d instances, %d to check) into %s", len(rows), ok, check, args.out
+    )
 
 
 def _cmd_fetch_demo(args: argparse.Namespace) -> None:
@@ -245,6 +249,11 @@ def add_slide_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--out", required=True, help="output folder (images/, labels/, instances/)")
     add_model_options(p)
     p.add_argument("--mpp", type=float, help="microns per pixel of the images")
+    p.add_argument(
+        "--no-jitter",
+        action="store_true",
+        help="skip the moved clicks behind the stability flag (four fewer network passes)",
+    )
     add_run_options(p)
     p.set_defaults(func=_cmd_convert, out_is_folder=True)
 

@@ -13,7 +13,9 @@ image per tile):
 - ``images/NAME.ext``: the image (a hard link where the file system allows, else a copy);
 - ``labels/NAME.png``: instance labels, uint16 (``.tif`` uint32 beyond 65,535 instances), 0 =
   background, the value is the instance table's ``instance_id``;
-- ``instances/NAME.parquet``: the instance table (one row per click, GeoParquet);
+- ``instances/NAME.parquet``: the instance table (one row per click, GeoParquet) with the
+  quality columns of :mod:`nuclick_core.inference.quality` (``stability``, ``area_outlier``,
+  ``review``);
 - ``manifest.csv`` and ``manifest.json``: per image its size, mpp, clicks, instances by status
   and mean score; the JSON adds the totals and the model (name, sha256).
 """
@@ -21,6 +23,7 @@ image per tile):
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import os
@@ -35,14 +38,15 @@ import shapely
 
 from nuclick_core import __version__
 from nuclick_core.errors import AnnotationError, NuclickError
+from nuclick_core.inference import quality
 from nuclick_core.inference.engine import ModelGeometry, RunOptions, segment_clicks
 from nuclick_core.inference.models import ModelCard, load_card, resolve_model
 from nuclick_core.inference.runtime import OnnxPredictor
 from nuclick_core.io import status
 from nuclick_core.io.annotations import click_table_from_points, read_annotations, validate_clicks
 from nuclick_core.io.files import atomic_path, write_text_atomic
-from nuclick_core.io.instances import label_mask, write_instances
-from nuclick_core.io.slides import open_slide
+from nuclick_core.io.instances import label_mask, read_instances, read_provenance, write_instances
+from nuclick_core.io.slides import Slide, open_slide
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,7 @@ class Converted:
     clicks: int
     statuses: dict[str, int]
     mean_score: float | None
+    check: int = 0
 
 
 def find_images(images: Path) -> list[Path]:
@@ -171,6 +176,7 @@ def convert_folder(
     mpp: float | None = None,
     batch_size: int = 16,
     threads: int = 0,
+    jitter: bool = True,
 ) -> list[Converted]:
     """Convert every image of ``images`` with its points (see the module docstring)."""
     card = load_card(resolve_model(model, object_type))
@@ -193,9 +199,15 @@ def convert_folder(
                 clicks = validate_clicks(
                     clicks, width=slide.width, height=slide.height, path=points
                 )
-            table = segment_clicks(
-                slide, clicks, predictor, geom, batch_size=batch_size, options=RunOptions()
-            ).table
+
+            def run(marks: gpd.GeoDataFrame, slide: Slide = slide) -> gpd.GeoDataFrame:
+                return segment_clicks(
+                    slide, marks, predictor, geom, batch_size=batch_size, options=RunOptions()
+                ).table
+
+            table = run(clicks)
+            if jitter and len(clicks):
+                table["stability"] = _stability(clicks, table, run, slide.mpp)
             width, height, image_mpp = slide.width, slide.height, slide.mpp
         finally:
             slide.close()
@@ -236,15 +248,70 @@ def convert_folder(
             len(table),
             int(ok.sum()),
         )
+    reviews = _flag_dataset(out, [r.image for r in rows], files)
+    rows = [dataclasses.replace(r, check=reviews.get(r.image, 0)) for r in rows]
     _write_manifest(out, rows, card)
     return rows
+
+
+def _stability(clicks: gpd.GeoDataFrame, table: gpd.GeoDataFrame, run, mpp: float) -> np.ndarray:
+    """Each click's mask against the masks of the same clicks moved a little (quality)."""
+    xy = np.column_stack(
+        [shapely.get_x(clicks.geometry.values), shapely.get_y(clicks.geometry.values)]
+    )
+    moved = []
+    for k in range(quality.JITTER_VIEWS):
+        shifted = clicks.copy()
+        shifted["geometry"] = shapely.points(quality.jittered_xy(xy, mpp, k))
+        moved.append(run(shifted).geometry.to_numpy())
+    return quality.stability(table.geometry.to_numpy(), moved)
+
+
+def _flag_dataset(out: Path, names: list[str], files: list[Path]) -> dict[str, int]:
+    """Area outliers over the whole dataset and the review column, written into every
+    instance table; the number of instances to check per image."""
+    stems = {p.name: p.stem for p in files}
+    tables = {n: out / "instances" / f"{stems[n]}.parquet" for n in names}
+    areas, oks = [], []
+    for path in tables.values():
+        t = pd.read_parquet(path, columns=["area_um2", "status"])
+        areas.append(t["area_um2"].to_numpy(float))
+        oks.append(t["status"].to_numpy() == status.OK)
+    all_area, all_ok = (
+        np.concatenate(areas or [np.zeros(0)]),
+        np.concatenate(oks or [np.zeros(0, bool)]),
+    )
+    outlier = quality.area_outliers(all_area, all_ok)
+    counts, start = {}, 0
+    for name, path in tables.items():
+        table = read_instances(path)
+        meta = read_provenance(path)
+        n = len(table)
+        table["area_outlier"] = outlier[start : start + n]
+        start += n
+        stab = table["stability"].to_numpy(float) if "stability" in table else np.full(n, np.nan)
+        table["review"] = quality.review(
+            table["status"].to_numpy(),
+            table["score"].to_numpy(float),
+            stab,
+            table["area_outlier"].to_numpy(),
+        )
+        centres = shapely.centroid(table.geometry.fillna(shapely.Point(0, 0)).values)
+        write_instances(
+            table,
+            path,
+            metadata=meta,
+            sort_xy=np.column_stack([shapely.get_x(centres), shapely.get_y(centres)]),
+        )
+        counts[name] = int((table["review"] == "check").sum())
+    return counts
 
 
 def _write_manifest(out: Path, rows: list[Converted], card: ModelCard) -> None:
     kinds = sorted({s for r in rows for s in r.statuses})
     with atomic_path(out / "manifest.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["image", "width", "height", "mpp", "clicks", *kinds, "mean_score"])
+        w.writerow(["image", "width", "height", "mpp", "clicks", *kinds, "mean_score", "check"])
         for r in rows:
             w.writerow(
                 [
@@ -263,6 +330,14 @@ def _write_manifest(out: Path, rows: list[Converted], card: ModelCard) -> None:
         "images": len(rows),
         "clicks": sum(r.clicks for r in rows),
         "instances_by_status": totals,
+        "to_check": sum(r.check for r in rows),
+        "review_rule": {
+            "min_stability": quality.MIN_STABILITY,
+            "min_score": quality.MIN_SCORE,
+            "area_z": quality.AREA_Z,
+            "jitter_um": quality.JITTER_UM,
+            "jitter_views": quality.JITTER_VIEWS,
+        },
         "per_image": [r.__dict__ for r in rows],
     }
     write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=1) + "\n")

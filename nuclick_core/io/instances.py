@@ -66,7 +66,8 @@ def write_instances(
 
     Parameters
     ----------
-    table : one row per click with :data:`INSTANCE_COLUMNS` and a (possibly null) geometry.
+    table : one row per click with :data:`INSTANCE_COLUMNS` and a (possibly null) geometry;
+        any further columns are written after those.
     path : output ``.parquet``.
     metadata : provenance (model, config, slide, package version), stored under ``nuclick``.
     sort_xy : float (N, 2) click positions used to order rows along a Hilbert curve.
@@ -92,6 +93,10 @@ def write_instances(
     columns["instance_id"] = pa.array(table["instance_id"].to_numpy(np.int64))
     columns["click_id"] = pa.array(table["click_id"].to_numpy(np.int64))
     columns["score"] = pa.array(table["score"].to_numpy(np.float64), pa.float64())
+    # further columns (quality flags of a conversion) follow the contract's, as they are
+    for c in table.columns:
+        if c not in columns and c not in ("geometry", "bbox"):
+            columns[c] = pa.array(table[c].tolist())
     columns["geometry"] = wkb
     columns["bbox"] = bbox
     arrow = pa.table(columns)
