@@ -178,13 +178,13 @@ def _read_delimited(path: Path) -> list[Mark]:
             yield count, where, values
 
     try:
-        first = next((row for row in reader if any(v.strip() for v in row)), None)
-        if first is None:
+        found = next((row for row in reader if any(v.strip() for v in row)), None)
+        if found is None:
             raise AnnotationError(
                 f"{path} holds no header and no marks (only blank lines or separators); "
                 "write a header with x,y and one row per mark"
             )
-        header = first
+        header = found
         marks = _marks_from_rows(header, rows(), path)
     except csv.Error as exc:
         raise AnnotationError(f"{path}: line {reader.line_num}: {exc}") from exc
