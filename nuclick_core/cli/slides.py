@@ -127,6 +127,11 @@ def _cmd_convert(args: argparse.Namespace) -> None:
         threads=args.threads,
         jitter=not args.no_jitter,
     )
+    from nuclick_core.evaluation.convert_report import write_convert_summary
+    from nuclick_core.inference.models import load_card, resolve_model
+
+    card = load_card(resolve_model(args.model, args.object))
+    write_convert_summary(Path(args.out), rows, model={"name": card.name, "sha256": card.sha256})
     ok = sum(r.statuses.get("ok", 0) for r in rows)
     check = sum(r.check for r in rows)
     log.info(

@@ -4,7 +4,8 @@ post-processing of one patch (``postprocess``), overlap settlement (``stitch``),
 outlines (``outline``), post-processing and polygons in worker processes (``workers``),
 the two producers of patch instances (``producers``) and the streaming consumer (``engine``),
 model folders, cards and the registry's current models (``models``), ONNX Runtime sessions
-(``runtime``), and one slide end to end as a library call (``run``).
+(``runtime``), one slide end to end as a library call (``run``), and point-labelled images to
+a training folder (``convert``) with per-instance quality flags (``quality``).
 
 May import: ``nuclick_core.io`` and ``nuclick_core.errors`` (never torch, so a GPU node
 segments without it).

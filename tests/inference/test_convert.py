@@ -72,6 +72,8 @@ def test_converted_labels_score_what_evaluate_reports(tmp_path, tiles, known_mod
     assert [r["image"] for r in rows] == [f"{n}.png" for n in NAMES]
     assert sorted(p.name for p in (out / "images").iterdir()) == [f"{n}.png" for n in NAMES]
     assert len(list((out / "instances").glob("*.parquet"))) == 3
+    summary = (out / "summary.html").read_text()
+    assert "Conversion of 3 images" in summary and all(f"{n}.png" in summary for n in NAMES)
 
 
 def test_a_converted_folder_trains(tmp_path, tiles, known_model) -> None:

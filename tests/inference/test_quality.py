@@ -3,6 +3,8 @@ clicks (on background, between two nuclei) and spares good ones."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -93,3 +95,14 @@ def test_review_catches_bad_clicks_and_spares_good_ones(tmp_path) -> None:
     print(f"bad clicks caught {caught:.3f} of {n_bad}, good flagged {1 - spared:.3f} of {n_good}")
     assert caught >= 0.8
     assert 1 - spared < 0.10
+    # the summary shows the images with the most instances to check, outlined
+    from nuclick_core.evaluation.convert_report import write_convert_summary
+
+    rows = [
+        type("Row", (), r)()
+        for r in json.loads((tmp_path / "out" / "manifest.json").read_text())["per_image"]
+    ]
+    html = write_convert_summary(
+        tmp_path / "out", rows, model={"name": "nuclei-light-2"}
+    ).read_text()
+    assert html.count("<img src='data:image/png;base64,") == 3
