@@ -21,6 +21,7 @@ include: "workflow/rules/demo.smk"
 include: "workflow/rules/segment.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/convert.smk"
 
 
 rule all:

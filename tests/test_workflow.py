@@ -320,3 +320,62 @@ def test_retrain_passes_the_recipe_offset_and_loss_cap(tmp_path: Path):
     argv = shlex.split(cell_train)
     cell_recipe = TrainRecipe.from_mapping(read_recipe_json(argv[argv.index("--recipe") + 1]))
     assert cell_recipe.alpha_max is None and cell_recipe.format == "cells"
+
+
+def test_convert_target_runs_one_job_per_shard_then_finishes(tmp_path: Path, known_model: Path):
+    """`snakemake convert` (#15): three tiles in two shard jobs, then the finishing job; the
+    same manifest as converting them in one go."""
+    from nuclick_core.data.marks import centroid_clicks
+    from nuclick_core.data.synth import nuclei_scene
+
+    (tmp_path / "tiles").mkdir()
+    (tmp_path / "points").mkdir()
+    for k in range(3):
+        s = nuclei_scene(size=(128, 128), n_nuclei=8, seed=40 + k, radius_range=(5.0, 8.0))
+        Image.fromarray(s.image).save(tmp_path / "tiles" / f"t{k}.png")
+        _, xy = centroid_clicks(s.labels)
+        (tmp_path / "points" / f"t{k}.csv").write_text(
+            "x,y\n" + "".join(f"{x},{y}\n" for x, y in xy)
+        )
+    _one_sample(tmp_path)
+    config = write_config(
+        tmp_path,
+        "samples: samples.tsv\n"
+        "convert:\n"
+        "  images: tiles\n"
+        "  points: points\n"
+        "  out: converted\n"
+        "  shards: 2\n"
+        f"  model: {known_model}\n"
+        "  mpp: 0.5\n"
+        "  threads: 1\n",
+    )
+    plan = snakemake("convert", "--dry-run", "--configfile", config, workdir=tmp_path)
+    assert plan.returncode == 0, output_of(plan)
+    assert job_counts(plan) == {"convert_shard": 2, "convert": 1, "total": 3}, output_of(plan)
+    run = snakemake("convert", "--configfile", config, "--cores", "1", workdir=tmp_path)
+    assert run.returncode == 0, output_of(run)
+    manifest = json.loads((tmp_path / "converted" / "manifest.json").read_text())
+    assert [r["image"] for r in manifest["per_image"]] == ["t0.png", "t1.png", "t2.png"]
+    assert manifest["clicks"] == sum(r["clicks"] for r in manifest["per_image"]) > 0
+    assert (tmp_path / "converted" / "summary.html").exists()
+    assert sorted(p.name for p in (tmp_path / "converted" / "labels").iterdir()) == [
+        "t0.png",
+        "t1.png",
+        "t2.png",
+    ]
+
+
+def _one_sample(folder: Path) -> None:
+    """A valid sample sheet (the segment branch's; convert does not use it)."""
+    Image.new("RGB", (32, 32), (230, 200, 220)).save(folder / "image.png")
+    (folder / "clicks.csv").write_text("x,y\n10.5,10.5\n")
+    write_sheet(folder, ["a\timage.png\tclicks.csv\tnucleus\t0.5\t"])
+
+
+def test_convert_target_without_images_names_the_keys(tmp_path: Path):
+    _one_sample(tmp_path)
+    config = write_config(tmp_path, "samples: samples.tsv\n")
+    run = snakemake("convert", "--dry-run", "--configfile", config, workdir=tmp_path)
+    assert run.returncode != 0
+    assert "convert.images and convert.points" in run.stdout + run.stderr, output_of(run)

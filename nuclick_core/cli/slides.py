@@ -114,29 +114,46 @@ def _cmd_export_labels(args: argparse.Namespace) -> None:
 
 
 def _cmd_convert(args: argparse.Namespace) -> None:
-    from nuclick_core.inference.convert import convert_folder
-
-    rows = convert_folder(
-        Path(args.images),
-        Path(args.points),
-        Path(args.out),
-        model=args.model,
-        object_type=args.object,
-        mpp=args.mpp,
-        batch_size=args.batch_size,
-        threads=args.threads,
-        jitter=not args.no_jitter,
-    )
+    from nuclick_core.errors import NuclickError
     from nuclick_core.evaluation.convert_report import write_convert_summary
-    from nuclick_core.inference.models import load_card, resolve_model
+    from nuclick_core.inference.convert import convert_folder, finish_conversion
 
-    card = load_card(resolve_model(args.model, args.object))
-    write_convert_summary(Path(args.out), rows, model={"name": card.name, "sha256": card.sha256})
+    out = Path(args.out)
+    if args.finish:
+        rows = finish_conversion(out, args.finish)
+    else:
+        if not args.images or not args.points:
+            raise NuclickError("convert needs --images and --points (or --finish N --out OUT)")
+        rows = convert_folder(
+            Path(args.images),
+            Path(args.points),
+            out,
+            model=args.model,
+            object_type=args.object,
+            mpp=args.mpp,
+            batch_size=args.batch_size,
+            threads=args.threads,
+            jitter=not args.no_jitter,
+            shard=args.shard,
+        )
+        if args.shard:
+            log.info("converted shard %d/%d: %d images", *args.shard, len(rows))
+            return
+    model = json.loads((out / "manifest.json").read_text())["model"]
+    write_convert_summary(out, rows, model=model)
     ok = sum(r.statuses.get("ok", 0) for r in rows)
     check = sum(r.check for r in rows)
-    log.info(
-        "converted %d images (%d instances, %d to check) into %s", len(rows), ok, check, args.out
-    )
+    log.info("converted %d images (%d instances, %d to check) into %s", len(rows), ok, check, out)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: write a shard as K/N, e.g. 0/8") from None
+    if not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= K < N")
+    return k, n
 
 
 def _cmd_fetch_demo(args: argparse.Namespace) -> None:
@@ -244,10 +261,9 @@ def add_slide_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p = sub.add_parser(
         "convert", help="point-labelled images -> instance label images (a training folder)"
     )
-    p.add_argument("--images", required=True, help="folder of images (tiles or slides)")
+    p.add_argument("--images", help="folder of images (tiles or slides)")
     p.add_argument(
         "--points",
-        required=True,
         help="folder of per-image point files (NAME.csv, .geojson, ...) or one table with an "
         "image column",
     )
@@ -258,6 +274,15 @@ def add_slide_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         "--no-jitter",
         action="store_true",
         help="skip the moved clicks behind the stability flag (four fewer network passes)",
+    )
+    p.add_argument(
+        "--shard", type=_shard, help="K/N: convert every N-th image from the K-th (0-based)"
+    )
+    p.add_argument(
+        "--finish",
+        type=at_least(1),
+        metavar="N",
+        help="flag and summarise the N converted shards in --out together",
     )
     add_run_options(p)
     p.set_defaults(func=_cmd_convert, out_is_folder=True)

@@ -40,7 +40,7 @@ from nuclick_core import __version__
 from nuclick_core.errors import AnnotationError, NuclickError
 from nuclick_core.inference import quality
 from nuclick_core.inference.engine import ModelGeometry, RunOptions, segment_clicks
-from nuclick_core.inference.models import ModelCard, load_card, resolve_model
+from nuclick_core.inference.models import load_card, resolve_model
 from nuclick_core.inference.runtime import OnnxPredictor
 from nuclick_core.io import status
 from nuclick_core.io.annotations import click_table_from_points, read_annotations, validate_clicks
@@ -177,14 +177,24 @@ def convert_folder(
     batch_size: int = 16,
     threads: int = 0,
     jitter: bool = True,
+    shard: tuple[int, int] | None = None,
 ) -> list[Converted]:
-    """Convert every image of ``images`` with its points (see the module docstring)."""
+    """Convert every image of ``images`` with its points (see the module docstring).
+
+    ``shard`` (k, n) converts only every n-th image from the k-th (0-based) and writes its
+    manifest rows to ``out/shards/k-of-n.json``; :func:`finish_conversion` then flags and
+    summarises all shards together (area outliers are judged over the whole dataset)."""
     card = load_card(resolve_model(model, object_type))
     if card.object_type not in ("nucleus", "cell"):
         raise NuclickError(
             f"model {card.name} segments {card.object_type}s; convert takes click models"
         )
     files = find_images(images)
+    if shard is not None:
+        k, n = shard
+        if not 0 <= k < n:
+            raise NuclickError(f"shard {k}/{n}: need 0 <= k < n")
+        files = files[k::n]
     tables = point_tables(files, points, object_type)
     predictor = OnnxPredictor(card, batch_size=batch_size, threads=threads)
     geom = ModelGeometry.from_card(card)
@@ -248,9 +258,41 @@ def convert_folder(
             len(table),
             int(ok.sum()),
         )
-    reviews = _flag_dataset(out, [r.image for r in rows], files)
+    if shard is not None:
+        (out / "shards").mkdir(exist_ok=True)
+        part = {
+            "model": {"name": card.name, "sha256": card.sha256},
+            "rows": [dataclasses.asdict(r) for r in rows],
+        }
+        write_text_atomic(
+            out / "shards" / f"{shard[0]}-of-{shard[1]}.json", json.dumps(part) + "\n"
+        )
+        return rows
+    return _finish(out, rows, card.name, card.sha256)
+
+
+def finish_conversion(out: Path, shards: int) -> list[Converted]:
+    """Flag and summarise the ``shards`` converted parts of ``out`` together (the review
+    column over the whole dataset, the manifest)."""
+    rows: list[Converted] = []
+    model: dict = {}
+    for k in range(shards):
+        path = out / "shards" / f"{k}-of-{shards}.json"
+        if not path.exists():
+            raise NuclickError(f"{path} is missing: shard {k} of {shards} has not been converted")
+        part = json.loads(path.read_text())
+        if model and part["model"] != model:
+            raise NuclickError(f"{path}: converted with another model ({part['model']['name']})")
+        model = part["model"]
+        rows.extend(Converted(**r) for r in part["rows"])
+    rows.sort(key=lambda r: r.image)
+    return _finish(out, rows, model["name"], model["sha256"])
+
+
+def _finish(out: Path, rows: list[Converted], name: str, sha256: str) -> list[Converted]:
+    reviews = _flag_dataset(out, [r.image for r in rows])
     rows = [dataclasses.replace(r, check=reviews.get(r.image, 0)) for r in rows]
-    _write_manifest(out, rows, card)
+    _write_manifest(out, rows, {"name": name, "sha256": sha256})
     return rows
 
 
@@ -267,11 +309,10 @@ def _stability(clicks: gpd.GeoDataFrame, table: gpd.GeoDataFrame, run, mpp: floa
     return quality.stability(table.geometry.to_numpy(), moved)
 
 
-def _flag_dataset(out: Path, names: list[str], files: list[Path]) -> dict[str, int]:
+def _flag_dataset(out: Path, names: list[str]) -> dict[str, int]:
     """Area outliers over the whole dataset and the review column, written into every
     instance table; the number of instances to check per image."""
-    stems = {p.name: p.stem for p in files}
-    tables = {n: out / "instances" / f"{stems[n]}.parquet" for n in names}
+    tables = {n: out / "instances" / f"{Path(n).stem}.parquet" for n in names}
     areas, oks = [], []
     for path in tables.values():
         t = pd.read_parquet(path, columns=["area_um2", "status"])
@@ -307,7 +348,7 @@ def _flag_dataset(out: Path, names: list[str], files: list[Path]) -> dict[str, i
     return counts
 
 
-def _write_manifest(out: Path, rows: list[Converted], card: ModelCard) -> None:
+def _write_manifest(out: Path, rows: list[Converted], model: dict) -> None:
     kinds = sorted({s for r in rows for s in r.statuses})
     with atomic_path(out / "manifest.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
@@ -326,7 +367,7 @@ def _write_manifest(out: Path, rows: list[Converted], card: ModelCard) -> None:
             )
     totals = {s: sum(r.statuses.get(s, 0) for r in rows) for s in kinds}
     manifest = {
-        "model": {"name": card.name, "sha256": card.sha256},
+        "model": model,
         "images": len(rows),
         "clicks": sum(r.clicks for r in rows),
         "instances_by_status": totals,

@@ -124,3 +124,37 @@ def test_bad_points_tables_name_the_problem(tmp_path, tiles, known_model, caplog
     pd.DataFrame([{"image": "t0.png", "x": "abc", "y": 2}]).to_csv(table, index=False)
     assert main([*argv, "--model", str(known_model), "--mpp", "0.5"]) == 2
     assert "row 1: x 'abc' is not a finite number" in caplog.text
+
+
+def test_shards_then_finish_equal_one_conversion(tmp_path, tiles, known_model, caplog) -> None:
+    """Two shards converted apart and finished together give the same labels, review column
+    and manifest totals as one conversion of all images."""
+    images, points, _ = tiles
+    common = ["--images", str(images), "--points", str(points)]
+    common += ["--model", str(known_model), "--mpp", "0.5", "--threads", "1"]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert main(["convert", *common, "--out", str(whole)]) == 0
+    for k in (0, 1):
+        assert main(["convert", *common, "--out", str(parts), "--shard", f"{k}/2"]) == 0
+    assert not (parts / "manifest.json").exists()
+    assert main(["convert", "--finish", "3", "--out", str(parts)]) == 2  # a shard is missing
+    assert "0-of-3.json is missing: shard 0 of 3" in caplog.text
+    assert main(["convert", "--finish", "2", "--out", str(parts)]) == 0
+    a = json.loads((whole / "manifest.json").read_text())
+    b = json.loads((parts / "manifest.json").read_text())
+    assert a["instances_by_status"] == b["instances_by_status"] and a["to_check"] == b["to_check"]
+    assert [r["image"] for r in b["per_image"]] == [f"{n}.png" for n in NAMES]
+    for name in NAMES:
+        for sub, suffix in (("labels", ".png"), ("instances", ".parquet")):
+            assert (whole / sub / f"{name}{suffix}").exists()
+        ta = pd.read_parquet(whole / "instances" / f"{name}.parquet")
+        tb = pd.read_parquet(parts / "instances" / f"{name}.parquet")
+        assert ta["review"].tolist() == tb["review"].tolist()
+        assert np.array_equal(
+            np.array(Image.open(whole / "labels" / f"{name}.png")),
+            np.array(Image.open(parts / "labels" / f"{name}.png")),
+        )
+    assert (parts / "summary.html").exists()
+    with pytest.raises(SystemExit) as info:  # the parser refuses K >= N
+        main(["convert", "--out", str(parts), "--shard", "2/2", *common])
+    assert info.value.code == 2

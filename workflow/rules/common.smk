@@ -282,3 +282,24 @@ def train_recipe(wildcards):
 
 def checkpoint_dir(wildcards):
     return f"{config['train_checkpoints']}/{wildcards.object}-{wildcards.tag}"
+
+
+def convert_args(wildcards):
+    c = config["convert"]
+    if not c["images"] or not c["points"]:
+        raise ValueError(
+            "snakemake convert needs convert.images and convert.points in the config "
+            "(config/config.yaml or --configfile)"
+        )
+    args = [
+        f"--images {shlex.quote(c['images'])}",
+        f"--points {shlex.quote(c['points'])}",
+    ]
+    args.append(f"--object {c['object']} --batch-size {c['batch_size']}")
+    if c["model"]:
+        args.append(f"--model {shlex.quote(c['model'])}")
+    if c["mpp"]:
+        args.append(f"--mpp {c['mpp']}")
+    if not c["jitter"]:
+        args.append("--no-jitter")
+    return " ".join(args)
