@@ -16,6 +16,8 @@ image per tile):
 - ``instances/NAME.parquet``: the instance table (one row per click, GeoParquet) with the
   quality columns of :mod:`nuclick_core.inference.quality` (``stability``, ``area_outlier``,
   ``review``);
+- ``classes/NAME.png`` and ``classes.json``, where the points carry labels: the class index of
+  the instance at each pixel (0 = background) and the index -> label table;
 - ``manifest.csv`` and ``manifest.json``: per image its size, mpp, clicks, instances by status
   and mean score; the JSON adds the totals and the model (name, sha256).
 """
@@ -291,6 +293,7 @@ def finish_conversion(out: Path, shards: int) -> list[Converted]:
 
 def _finish(out: Path, rows: list[Converted], name: str, sha256: str) -> list[Converted]:
     reviews = _flag_dataset(out, [r.image for r in rows])
+    _write_class_maps(out, [r.image for r in rows])
     rows = [dataclasses.replace(r, check=reviews.get(r.image, 0)) for r in rows]
     _write_manifest(out, rows, {"name": name, "sha256": sha256})
     return rows
@@ -307,6 +310,48 @@ def _stability(clicks: gpd.GeoDataFrame, table: gpd.GeoDataFrame, run, mpp: floa
         shifted["geometry"] = shapely.points(quality.jittered_xy(xy, mpp, k))
         moved.append(run(shifted).geometry.to_numpy())
     return quality.stability(table.geometry.to_numpy(), moved)
+
+
+def _write_class_maps(out: Path, names: list[str]) -> None:
+    """Where the points carried labels: ``classes/NAME.png`` (pixel value = the class index of
+    the instance there, 0 = background; uint8, uint16 beyond 255 classes) and ``classes.json``
+    (index -> label, the labels sorted by name, the same for every image and shard)."""
+    from PIL import Image
+
+    tables = {
+        n: pd.read_parquet(
+            out / "instances" / f"{Path(n).stem}.parquet",
+            columns=["instance_id", "label", "status"],
+        )
+        for n in names
+    }
+    found = sorted({v for t in tables.values() for v in t["label"].dropna().astype(str)})
+    if not found:
+        return
+    index = {label: k + 1 for k, label in enumerate(found)}
+    (out / "classes").mkdir(exist_ok=True)
+    write_text_atomic(
+        out / "classes.json",
+        json.dumps({"0": "background", **{str(k): v for v, k in index.items()}}, indent=1) + "\n",
+    )
+    dtype = np.uint8 if len(found) < 256 else np.uint16
+    for name, table in tables.items():
+        stem = Path(name).stem
+        label_file = next(
+            p
+            for p in (out / "labels" / f"{stem}.png", out / "labels" / f"{stem}.tif")
+            if p.exists()
+        )
+        with Image.open(label_file) as im:
+            instances = np.array(im).astype(np.int64)
+        lut = np.zeros(
+            int(max(instances.max(initial=0), table["instance_id"].max() if len(table) else 0)) + 1,
+            dtype,
+        )
+        ok = table[(table["status"] == status.OK) & table["label"].notna()]
+        lut[ok["instance_id"].to_numpy(np.int64)] = [index[str(v)] for v in ok["label"]]
+        with atomic_path(out / "classes" / f"{stem}.png") as tmp:
+            Image.fromarray(lut[instances]).save(tmp, format="PNG")
 
 
 def _flag_dataset(out: Path, names: list[str]) -> dict[str, int]:

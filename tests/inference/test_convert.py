@@ -94,7 +94,8 @@ def test_one_points_table_with_an_image_column(tmp_path, tiles, known_model) -> 
     rows = []
     for name in NAMES[:2]:  # t2 has no points: converted with an empty label image
         for x, y in pd.read_csv(points / f"{name}.csv").to_numpy():
-            rows.append({"image": f"{name}.png", "x": x, "y": y, "label": "tumour"})
+            label = "lymphocyte" if len(rows) % 3 == 0 else "tumour"
+            rows.append({"image": f"{name}.png", "x": x, "y": y, "label": label})
     table = tmp_path / "points.csv"
     pd.DataFrame(rows).to_csv(table, index=False)
     out = tmp_path / "out"
@@ -103,7 +104,18 @@ def test_one_points_table_with_an_image_column(tmp_path, tiles, known_model) -> 
     with Image.open(out / "labels" / "t2.png") as im:
         assert not np.array(im).any()
     inst = pd.read_parquet(out / "instances" / "t0.parquet")
-    assert (inst["label"] == "tumour").all()
+    assert set(inst["label"]) == {"tumour", "lymphocyte"}
+    # class maps: the class index of the instance at each pixel, one vocabulary for all images
+    classes = json.loads((out / "classes.json").read_text())
+    assert classes == {"0": "background", "1": "lymphocyte", "2": "tumour"}
+    with Image.open(out / "labels" / "t0.png") as a, Image.open(out / "classes" / "t0.png") as b:
+        labels, class_map = np.array(a), np.array(b)
+    for row in inst[inst["status"] == "ok"].itertuples():
+        want = 1 if row.label == "lymphocyte" else 2
+        assert (class_map[labels == row.instance_id] == want).all()
+    assert (class_map[labels == 0] == 0).all()
+    with Image.open(out / "classes" / "t2.png") as im:
+        assert not np.array(im).any()
 
 
 def test_bad_points_tables_name_the_problem(tmp_path, tiles, known_model, caplog) -> None:
