@@ -116,7 +116,8 @@ def _cmd_export_labels(args: argparse.Namespace) -> None:
 def _cmd_convert(args: argparse.Namespace) -> None:
     from nuclick_core.errors import NuclickError
     from nuclick_core.evaluation.convert_report import write_convert_summary
-    from nuclick_core.inference.convert import convert_folder, finish_conversion
+    from nuclick_core.inference.convert import convert_folder
+    from nuclick_core.inference.convert_finish import finish_conversion
 
     out = Path(args.out)
     if args.finish:
