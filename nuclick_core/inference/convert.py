@@ -44,24 +44,31 @@ from nuclick_core.inference.engine import ModelGeometry, RunOptions, segment_cli
 from nuclick_core.inference.models import load_card, resolve_model
 from nuclick_core.inference.runtime import OnnxPredictor
 from nuclick_core.io import status
-from nuclick_core.io.annotations import click_table_from_points, read_annotations, validate_clicks
+from nuclick_core.io.annotations import (
+    ANNOTATION_SUFFIXES,
+    click_table_from_points,
+    read_annotations,
+    validate_clicks,
+)
 from nuclick_core.io.files import atomic_path, write_text_atomic
 from nuclick_core.io.instances import label_mask, write_instances
-from nuclick_core.io.slides import Slide, open_slide
+from nuclick_core.io.slides import PLAIN_SUFFIXES, SLIDE_SUFFIXES, Slide, open_slide
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".svs", ".ndpi", ".mrxs", ".scn")
-POINT_SUFFIXES = (".csv", ".tsv", ".geojson", ".json", ".parquet", ".xml")
+IMAGE_SUFFIXES = PLAIN_SUFFIXES + SLIDE_SUFFIXES
 
 
 def find_images(images: Path) -> list[Path]:
     """The images of a folder, sorted by name."""
     if not images.is_dir():
-        raise NuclickError(f"{images}: not a folder of images")
+        raise NuclickError(f"{images}: not a folder; --images takes the folder holding the images")
     found = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not found:
-        raise NuclickError(f"{images}: no image with a suffix in {IMAGE_SUFFIXES}")
+        raise NuclickError(
+            f"{images}: no image with a suffix in {', '.join(IMAGE_SUFFIXES)}; point --images at "
+            "the folder holding them"
+        )
     return found
 
 
@@ -71,7 +78,7 @@ def point_tables(images: list[Path], points: Path, object_type: str) -> dict[str
     if points.is_dir():
         out = {}
         for image in images:
-            files = [points / f"{image.stem}{s}" for s in POINT_SUFFIXES]
+            files = [points / f"{image.stem}{s}" for s in ANNOTATION_SUFFIXES]
             found = [f for f in files if f.exists()]
             if len(found) > 1:
                 names = ", ".join(f.name for f in found)

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import shapely
+import pyarrow.parquet as pq
 
 from nuclick_core.errors import NuclickError
 from nuclick_core.inference import quality
 from nuclick_core.io import status
 from nuclick_core.io.files import atomic_path, write_text_atomic
-from nuclick_core.io.instances import read_instances, read_provenance, write_instances
+from nuclick_core.io.instances import add_columns
 
 
 @dataclass(frozen=True)
@@ -106,41 +106,29 @@ def _write_class_maps(out: Path, names: list[str]) -> None:
 
 
 def _flag_dataset(out: Path, names: list[str]) -> dict[str, int]:
-    """Area outliers over the whole dataset and the review column, written into every
-    instance table; the number of instances to check per image."""
-    tables = {n: out / "instances" / f"{Path(n).stem}.parquet" for n in names}
-    areas, oks = [], []
-    for path in tables.values():
-        t = pd.read_parquet(path, columns=["area_um2", "status"])
-        areas.append(t["area_um2"].to_numpy(float))
-        oks.append(t["status"].to_numpy() == status.OK)
-    all_area, all_ok = (
-        np.concatenate(areas or [np.zeros(0)]),
-        np.concatenate(oks or [np.zeros(0, bool)]),
+    """Area outliers over the whole dataset and the review column, added to every instance
+    table in place; the number of instances to check per image."""
+    paths = {n: out / "instances" / f"{Path(n).stem}.parquet" for n in names}
+    wanted = ("status", "score", "area_um2", "stability")  # stability: not with --no-jitter
+    tables = {
+        n: pd.read_parquet(p, columns=[c for c in wanted if c in pq.read_schema(p).names])
+        for n, p in paths.items()
+    }
+    every = pd.concat(tables.values()) if tables else pd.DataFrame(columns=["status", "area_um2"])
+    outlier = quality.area_outliers(
+        every["area_um2"].to_numpy(float), every["status"].to_numpy() == status.OK
     )
-    outlier = quality.area_outliers(all_area, all_ok)
     counts, start = {}, 0
-    for name, path in tables.items():
-        table = read_instances(path)
-        meta = read_provenance(path)
+    for name, table in tables.items():
         n = len(table)
-        table["area_outlier"] = outlier[start : start + n]
+        flags = outlier[start : start + n]
         start += n
         stab = table["stability"].to_numpy(float) if "stability" in table else np.full(n, np.nan)
-        table["review"] = quality.review(
-            table["status"].to_numpy(),
-            table["score"].to_numpy(float),
-            stab,
-            table["area_outlier"].to_numpy(),
+        review = quality.review(
+            table["status"].to_numpy(), table["score"].to_numpy(float), stab, flags
         )
-        centres = shapely.centroid(table.geometry.fillna(shapely.Point(0, 0)).values)
-        write_instances(
-            table,
-            path,
-            metadata=meta,
-            sort_xy=np.column_stack([shapely.get_x(centres), shapely.get_y(centres)]),
-        )
-        counts[name] = int((table["review"] == "check").sum())
+        add_columns(paths[name], {"area_outlier": flags, "review": review})
+        counts[name] = int((review == "check").sum())
     return counts
 
 

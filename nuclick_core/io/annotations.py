@@ -35,6 +35,9 @@ from nuclick_core.errors import AnnotationError
 from nuclick_core.io._readers import OBJECTS, READERS, Mark
 from nuclick_core.io.files import atomic_path
 
+#: File suffixes :func:`read_annotations` reads.
+ANNOTATION_SUFFIXES = tuple(READERS)
+
 POINT_OBJECTS = ("nucleus", "cell")
 COLUMNS = ("click_id", "kind", "object", "label", "source", "geometry")
 

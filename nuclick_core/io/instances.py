@@ -138,6 +138,24 @@ def write_instances(
         pq.write_table(arrow, tmp, compression="zstd", row_group_size=ROW_GROUP_SIZE)
 
 
+def add_columns(path: Path, columns: dict[str, np.ndarray]) -> None:
+    """Add (or replace) columns of an instance GeoParquet in place, one value per row in the
+    file's row order; rows, geometries and metadata stay as written."""
+    arrow = pq.read_table(path)
+    metadata = arrow.schema.metadata
+    for name, values in columns.items():
+        if name in arrow.column_names:
+            arrow = arrow.remove_column(arrow.column_names.index(name))
+        arrow = arrow.append_column(name, pa.array(np.asarray(values).tolist()))
+    with atomic_path(path) as tmp:
+        pq.write_table(
+            arrow.replace_schema_metadata(metadata),
+            tmp,
+            compression="zstd",
+            row_group_size=ROW_GROUP_SIZE,
+        )
+
+
 def read_instances(path: Path, **kwargs: object) -> gpd.GeoDataFrame:
     """Read an instance GeoParquet (``kwargs`` go to ``geopandas.read_parquet``, e.g. bbox)."""
     return gpd.read_parquet(path, **kwargs)

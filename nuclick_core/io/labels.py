@@ -86,9 +86,11 @@ def write_label_tiff(
     levels = [1]
     while max(width, height) / levels[-1] > SMALLEST_LEVEL:
         levels.append(levels[-1] * 2)
+    # BigTIFF when the uncompressed level 0 could pass classic TIFF's 4 GB of offsets
+    big = width * height * np.dtype(np.int32).itemsize > 2**31
     with (
         atomic_path(Path(out)) as tmp,
-        tifffile.TiffWriter(tmp, bigtiff=width * height > 2**31) as tif,
+        tifffile.TiffWriter(tmp, bigtiff=big) as tif,
     ):
         for k, level in enumerate(levels):
             w, h = -(-width // level), -(-height // level)

@@ -16,7 +16,7 @@ ONNX Runtime runs it, but slower than fp32.
 from __future__ import annotations
 
 import json
-import os
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -122,15 +122,12 @@ def quantize_model(
             )
     finally:
         pre.unlink(missing_ok=True)
-    raw = json.loads((model_dir / "model.json").read_text())
-    raw.update(
-        name=out_dir.name,
-        sha256=sha256_file(out_dir / "model.onnx"),
-        quantized={
+    return _variant_card(
+        model_dir,
+        out_dir,
+        {
             "method": "ONNX Runtime static quantisation, QDQ: int8 weights per channel, uint8 "
             "activations, min-max calibration",
-            "from": card.name,
-            "from_sha256": card.sha256,
             "calibration": {
                 "data": str(data),
                 "format": fmt,
@@ -139,13 +136,8 @@ def quantize_model(
                 "patches": len(x),
                 "seed": seed,
             },
-            "onnxruntime": _ort_version(),
         },
     )
-    raw.pop("evaluation", None)  # figures of the fp32 model are not this model's
-    raw.pop("robustness", None)
-    write_text_atomic(out_dir / "model.json", json.dumps(raw, indent=2) + "\n")
-    return raw
 
 
 def half_precision_model(model_dir: Path, out_dir: Path) -> dict:
@@ -154,30 +146,39 @@ def half_precision_model(model_dir: Path, out_dir: Path) -> dict:
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    card = load_card(model_dir)
     model = convert_float_to_float16(onnx.load(str(model_dir / "model.onnx")), keep_io_types=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "model.onnx") as tmp:
         onnx.save(model, str(tmp))
+    return _variant_card(
+        model_dir,
+        out_dir,
+        {
+            "method": "fp16 weights and activations (onnxruntime.transformers.float16), "
+            "float32 input and output",
+        },
+    )
+
+
+def _variant_card(model_dir: Path, out_dir: Path, done: dict) -> dict:
+    """Write ``out_dir/model.json`` for the variant just written to ``out_dir/model.onnx``:
+    the source card with the new name and sha256, ``quantized`` saying what was done to which
+    model, and no figures (those of the source are not the variant's). Returns it."""
+    import onnxruntime as ort
+
+    source = load_card(model_dir)
     raw = json.loads((model_dir / "model.json").read_text())
     raw.update(
         name=out_dir.name,
         sha256=sha256_file(out_dir / "model.onnx"),
         quantized={
-            "method": "fp16 weights and activations (onnxruntime.transformers.float16), "
-            "float32 input and output",
-            "from": card.name,
-            "from_sha256": card.sha256,
-            "onnxruntime": _ort_version(),
+            **done,
+            "from": source.name,
+            "from_sha256": source.sha256,
+            "onnxruntime": f"{ort.__version__} ({platform.machine()})",
         },
     )
     raw.pop("evaluation", None)
     raw.pop("robustness", None)
     write_text_atomic(out_dir / "model.json", json.dumps(raw, indent=2) + "\n")
     return raw
-
-
-def _ort_version() -> str:
-    import onnxruntime as ort
-
-    return str(ort.__version__) + (" (" + os.uname().machine + ")" if hasattr(os, "uname") else "")

@@ -161,3 +161,24 @@ def test_a_20000_px_slide_is_written_in_bounded_memory(tmp_path) -> None:
                     assert t[y % page.tilelength, x % page.tilewidth] == row.instance_id
             checked += 1
         assert checked > 300
+
+
+def test_add_columns_keeps_rows_geometry_and_metadata(tmp_path) -> None:
+    from nuclick_core.io.instances import add_columns, read_provenance
+
+    src = tmp_path / "i.parquet"
+    _write(
+        src,
+        _table([shapely.box(1, 1, 5, 5), None, shapely.box(9, 9, 12, 11)], ["ok", "empty", "ok"]),
+        50,
+        50,
+    )
+    before = gpd.read_parquet(src)
+    add_columns(src, {"review": np.array(["ok", "check", "ok"]), "flag": np.array([1, 0, 1])})
+    add_columns(src, {"flag": np.array([0, 0, 1])})  # replaced, not doubled
+    after = gpd.read_parquet(src)
+    assert after["review"].tolist() == ["ok", "check", "ok"] and after["flag"].tolist() == [0, 0, 1]
+    assert list(after.columns).count("flag") == 1
+    assert after["click_id"].tolist() == before["click_id"].tolist()
+    assert after.geometry.equals(before.geometry)
+    assert read_provenance(src)["slide"]["width"] == 50
