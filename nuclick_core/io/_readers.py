@@ -4,8 +4,8 @@ Each reader takes a path and returns the file's marks in input order as :class:`
 with the object type left None unless the file names it; :data:`READERS` maps file suffixes to
 readers. :func:`nuclick_core.io.annotations.read_annotations` dispatches on it, resolves object
 types and builds the click table. Formats: CSV/TSV (delimiter sniffed), QuPath GeoJSON,
-(Geo)Parquet and ASAP XML. Errors are :class:`~nuclick_core.errors.AnnotationError` naming
-the file and the row or feature.
+(Geo)Parquet, ASAP XML and the MATLAB centroid files of CoNSeP and HoVer-Net (``.mat``). Errors
+are :class:`~nuclick_core.errors.AnnotationError` naming the file and the row or feature.
 """
 
 from __future__ import annotations
@@ -337,9 +337,49 @@ def _read_asap(path: Path) -> list[Mark]:
     return marks
 
 
+def _read_mat(path: Path) -> list[Mark]:
+    """CoNSeP's labels and HoVer-Net's ``.mat`` outputs (Graham et al. 2019): ``inst_centroid``
+    (N x 2, x and y of each nucleus, origin at the first pixel's centre) and optionally
+    ``inst_type`` (N x 1 class ids, written as the label's text)."""
+    from scipy.io import loadmat, matlab
+
+    try:
+        data = loadmat(path, variable_names=("inst_centroid", "inst_type"))
+    except (OSError, ValueError, NotImplementedError, matlab.MatReadError) as exc:
+        raise AnnotationError(
+            f"cannot read MATLAB file {path}: {exc} (MATLAB v7.3 files are HDF5: save with -v7)"
+        ) from exc
+    if "inst_centroid" not in data:
+        raise AnnotationError(
+            f"{path}: no 'inst_centroid' variable; a .mat point file is read in the CoNSeP / "
+            "HoVer-Net layout (inst_centroid N x 2 as x, y; optional inst_type N x 1)"
+        )
+    xy = np.asarray(data["inst_centroid"], dtype=float)
+    xy = xy.reshape(0, 2) if xy.size == 0 else xy
+    if xy.ndim != 2 or xy.shape[1] != 2:
+        raise AnnotationError(f"{path}: inst_centroid has shape {xy.shape}; expected N x 2 (x, y)")
+    types = np.asarray(data.get("inst_type", np.zeros(0))).reshape(-1)
+    if "inst_type" in data and len(types) != len(xy):
+        raise AnnotationError(
+            f"{path}: inst_type has {len(types)} entries for {len(xy)} centroids; give one "
+            "class id per centroid, in the same order"
+        )
+    marks = []
+    for k, (x, y) in enumerate(xy, 1):
+        where = f"{path}: centroid {k}"
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise AnnotationError(f"{where} is not finite ({x}, {y}); remove it or fix it")
+        label = f"{int(types[k - 1])}" if len(types) else None
+        # Pixel-centre origin (OpenCV moments) to the project's pixel-corner origin.
+        point = Point(x + 0.5, y + 0.5)
+        marks.append(Mark("point", point, label, None, f"{path.name}:centroid {k}"))
+    return marks
+
+
 READERS: dict[str, Callable[[Path], list[Mark]]] = {
     **dict.fromkeys((".csv", ".tsv", ".txt"), _read_delimited),
     **dict.fromkeys((".geojson", ".json"), _read_geojson),
     **dict.fromkeys((".parquet", ".geoparquet"), _read_parquet),
     ".xml": _read_asap,
+    ".mat": _read_mat,
 }

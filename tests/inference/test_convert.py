@@ -170,3 +170,36 @@ def test_shards_then_finish_equal_one_conversion(tmp_path, tiles, known_model, c
     with pytest.raises(SystemExit) as info:  # the parser refuses K >= N
         main(["convert", "--out", str(parts), "--shard", "2/2", *common])
     assert info.value.code == 2
+
+
+def test_consep_layout_converts_like_the_project_csv(tmp_path, tiles, known_model) -> None:
+    """CoNSeP's Labels/*.mat (inst_centroid, inst_type) read directly: the same label images as
+    the CSV centroids, and the type ids as classes."""
+    from scipy.io import savemat
+    from scipy.ndimage import center_of_mass
+
+    images, points, items = tiles
+    mats = tmp_path / "Labels"
+    mats.mkdir()
+    for item in items:
+        ids = np.unique(item.labels)[1:]
+        rc = np.array(center_of_mass(np.ones_like(item.labels), item.labels, ids))
+        savemat(mats / f"{item.name}.mat", {"inst_centroid": rc[:, ::-1], "inst_type": ids % 2 + 1})
+    runs = {}
+    for name, source in (("csv", points), ("mat", mats)):
+        out = tmp_path / name
+        argv = ["convert", "--images", str(images), "--points", str(source), "--out", str(out)]
+        assert main([*argv, "--model", str(known_model), "--mpp", "0.5", "--threads", "1"]) == 0
+        runs[name] = out
+    for item in items:
+        name = f"{item.name}.png"
+        with (
+            Image.open(runs["csv"] / "labels" / name) as a,
+            Image.open(runs["mat"] / "labels" / name) as b,
+        ):
+            np.testing.assert_array_equal(np.array(a), np.array(b))
+    assert json.loads((runs["mat"] / "classes.json").read_text()) == {
+        "0": "background",
+        "1": "1",
+        "2": "2",
+    }

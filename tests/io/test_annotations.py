@@ -535,3 +535,60 @@ def test_underscored_numbers_are_not_read_as_others(tmp_path) -> None:
     path.write_text("x,y\n1_00,5\n")
     with pytest.raises(AnnotationError, match=r"m\.csv: row 1 .*'1_00' is not a number"):
         read_annotations(path)
+
+
+def _consep_mat(path: Path, labels: np.ndarray, **extra: object) -> np.ndarray:
+    """A CoNSeP-style label file: centroids as OpenCV moments give them (pixel-centre origin)."""
+    from scipy.io import savemat
+    from scipy.ndimage import center_of_mass
+
+    ids = np.unique(labels)[1:]
+    rc = np.array(center_of_mass(np.ones_like(labels), labels, ids)).reshape(-1, 2)
+    fields = {"inst_map": labels, "inst_centroid": rc[:, ::-1], "inst_type": (ids % 3 + 1)[:, None]}
+    savemat(path, {**fields, **extra})
+    return rc[:, ::-1] + 0.5
+
+
+def test_consep_mat_centroids_and_types(tmp_path: Path) -> None:
+    from nuclick_core.data.synth import nuclei_scene
+
+    labels = nuclei_scene(size=(96, 96), n_nuclei=6, seed=3).labels
+    want = _consep_mat(tmp_path / "tile.mat", labels)
+    table = read_annotations(tmp_path / "tile.mat")
+    got = np.column_stack([table.geometry.x, table.geometry.y])
+    # the same click the project's own centroid clicks give (pixel-corner origin)
+    from nuclick_core.data.marks import centroid_clicks
+
+    np.testing.assert_allclose(got, want)
+    np.testing.assert_allclose(got, centroid_clicks(labels)[1])
+    ids = np.unique(labels)[1:]
+    assert table["label"].tolist() == [str(i % 3 + 1) for i in ids]
+    assert table["source"].iloc[1] == "tile.mat:centroid 2"
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"detection": np.ones((3, 2))}, "no 'inst_centroid' variable"),
+        ({"inst_centroid": np.ones((3, 3))}, r"shape \(3, 3\); expected N x 2"),
+        ({"inst_centroid": np.ones((3, 2)), "inst_type": np.ones(2)}, "2 entries for 3"),
+        ({"inst_centroid": np.array([[1.0, np.nan]])}, "centroid 1 is not finite"),
+    ],
+)
+def test_bad_mat_files_name_the_problem(tmp_path: Path, fields: dict, match: str) -> None:
+    from scipy.io import savemat
+
+    savemat(tmp_path / "bad.mat", fields)
+    with pytest.raises(AnnotationError, match=match):
+        read_annotations(tmp_path / "bad.mat")
+    (tmp_path / "junk.mat").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(200))
+    with pytest.raises(AnnotationError, match=r"cannot read MATLAB file .*junk\.mat"):
+        read_annotations(tmp_path / "junk.mat")
+
+
+def test_empty_mat_file_is_refused_like_other_formats(tmp_path: Path) -> None:
+    from scipy.io import savemat
+
+    savemat(tmp_path / "none.mat", {"inst_centroid": np.zeros((0, 2))})
+    with pytest.raises(AnnotationError, match=r"none\.mat holds no marks"):
+        read_annotations(tmp_path / "none.mat")
