@@ -39,6 +39,7 @@ def _cmd_segment(args: argparse.Namespace) -> None:
         tta=args.tta,
         workers=args.workers,
         readers=args.readers,
+        progress_every=args.progress_every,
     )
     write_run(run, args.out, geojson=args.geojson)
     log.info("wrote %s: %s", args.out, json.dumps(run.stats))
@@ -234,6 +235,13 @@ def add_slide_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         type=at_least(1),
         default=2,
         help="threads reading tiles ahead (same results for any count)",
+    )
+    p.add_argument(
+        "--progress-every",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="log clicks done, clicks/s and the time left this often (0: never; default 5)",
     )
     p.add_argument(
         "--tta",

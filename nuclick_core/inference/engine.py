@@ -27,6 +27,7 @@ from nuclick_core.inference.producers import (
     point_instances,
     squiggle_instances,
 )
+from nuclick_core.inference.progress import Progress
 from nuclick_core.inference.runtime import Predictor
 from nuclick_core.inference.stitch import Settler, paste_last_wins, resolve_overlaps
 from nuclick_core.inference.workers import Stages, Workers, polygons
@@ -46,12 +47,14 @@ class RunOptions:
     workers : worker processes for post-processing and polygons (0: in this process).
     readers : threads reading tiles ahead (resampling a tile is the slowest step of reading a
         slide whose mpp is not the model's).
+    progress_every : seconds between progress lines in the log (0: none).
     """
 
     tile: int = 1024
     queue_size: int = 4
     workers: int = 0
     readers: int = 2
+    progress_every: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -186,16 +189,23 @@ def segment_clicks(
                 exclusion=exclusion,
             )
         done, flushed_at = 0, -np.inf
+        progress = Progress(
+            int((wanted & inside).sum()),
+            noun="clicks" if geom.mark == "point" else "squiggles",
+            every=options.progress_every,
+        )
         for batch in produced:
             for idx, st, inst in batch.results:
                 status_of[idx] = st
                 if inst is not None:
                     settler.add(inst)
             done += len(batch.results)
+            progress.update(done)
             if batch.frontier is not None and batch.frontier >= flushed_at + options.tile / 2:
                 settler.flush(batch.frontier, geom.patch_size)
                 flushed_at = batch.frontier
         settler.flush(np.inf, geom.patch_size)
+        progress.finish(done)
     stats = EngineStats(
         done,
         time.perf_counter() - t0,

@@ -112,13 +112,15 @@ def run_slide(
     tta: int | None = None,
     workers: int = 0,
     readers: int = 2,
+    progress_every: float = 5.0,
 ) -> SlideRun:
     """Segment every mark of ``annotations`` on ``slide`` with the model (a name under
     models/, a folder, or None: the registry's current model for ``object_type``).
 
     ``threads`` 0 means the CPUs allotted to the job; ``tta`` None means the card's views;
     ``workers`` processes take post-processing and polygons off the predictor's thread;
-    ``readers`` threads read tiles ahead.
+    ``readers`` threads read tiles ahead; a progress line is logged every ``progress_every``
+    seconds (0: none).
     """
     t0 = time.perf_counter()
     with open_run(slide, annotations, model=model, object_type=object_type, mpp=mpp) as run:
@@ -132,7 +134,9 @@ def run_slide(
             predictor,
             ModelGeometry.from_card(card),
             batch_size=batch_size,
-            options=RunOptions(tile=tile, workers=workers, readers=readers),
+            options=RunOptions(
+                tile=tile, workers=workers, readers=readers, progress_every=progress_every
+            ),
         )
     centroids = shapely.centroid(run.clicks.geometry.values)
     click_xy = np.column_stack([shapely.get_x(centroids), shapely.get_y(centroids)])
@@ -174,8 +178,12 @@ def run_slide(
 
 
 def write_run(run: SlideRun, out: Path | str, *, geojson: Path | str | None = None) -> None:
-    """Write the run's instance table to ``out`` (GeoParquet with its provenance) and, when
-    asked, the ok instances as QuPath GeoJSON to ``geojson``."""
-    write_instances(run.table, Path(out), metadata=run.provenance, sort_xy=run.click_xy)
+    """Write the run's instance table to ``out`` (GeoParquet with its provenance and, under
+    ``run``, its statistics) and, when asked, the ok instances as QuPath GeoJSON to ``geojson``.
+
+    The GeoJSON is written first: each file appears only when complete (written under a
+    temporary name), so an existing GeoParquet means the whole run finished."""
     if geojson:
         write_qupath_geojson(run.table, Path(geojson))
+    metadata = {**run.provenance, "run": run.stats}
+    write_instances(run.table, Path(out), metadata=metadata, sort_xy=run.click_xy)

@@ -19,7 +19,8 @@ def _csv(path, centres) -> None:
     path.write_text("x,y\n" + "".join(f"{x},{y}\n" for x, y in centres))
 
 
-def test_segment_writes_geoparquet_and_geojson(tmp_path, demo_scene, tiny_model) -> None:
+def test_segment_writes_geoparquet_and_geojson(tmp_path, demo_scene, tiny_model, caplog) -> None:
+    caplog.set_level("INFO", logger="nuclick")
     image, centres = demo_scene
     clicks = tmp_path / "clicks.csv"
     _csv(clicks, centres)
@@ -46,6 +47,9 @@ def test_segment_writes_geoparquet_and_geojson(tmp_path, demo_scene, tiny_model)
         ]
     )
     assert code == 0
+    n = len(centres)
+    assert f"progress: {n}/{n} clicks (100.0%)" in caplog.text  # the job log's last progress
+    assert read_provenance(out)["run"]["clicks"] == n  # the run's statistics travel with it
     geo = json.loads(pq.read_schema(out).metadata[b"geo"])
     assert geo["version"] == "1.1.0" and geo["primary_column"] == "geometry"
     column = geo["columns"]["geometry"]
