@@ -1,5 +1,6 @@
-"""Slide-side subcommands of ``nuclick``: segment, stability, overlay, run-report, the exports,
-fetch-demo and detect-seeds. Each parses its arguments, makes one library call and logs.
+"""Slide-side subcommands of ``nuclick``: segment, stability, overlay, run-report, cohort-summary,
+the exports, fetch-demo and detect-seeds. Each parses its arguments, makes one library call
+and logs.
 
 Heavy imports (onnxruntime, OpenSlide, geopandas) stay inside the command functions so that
 ``nuclick --help`` starts fast.
@@ -76,6 +77,14 @@ def _cmd_run_report(args: argparse.Namespace) -> None:
         read_provenance(Path(args.instances)),
     )
     log.info("wrote %s", args.out)
+
+
+def _cmd_cohort_summary(args: argparse.Namespace) -> None:
+    from nuclick_core.evaluation.cohort import cohort_summary, write_cohort_summary
+
+    summary = cohort_summary(Path(args.samples), Path(args.results), Path(args.logs))
+    write_cohort_summary(summary, Path(args.csv), Path(args.json), Path(args.html))
+    log.info("cohort summary %s -> %s", json.dumps(summary["totals"]), args.html)
 
 
 def _cmd_overlay(args: argparse.Namespace) -> None:
@@ -195,6 +204,17 @@ def add_slide_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--overlay", required=True, help="PNG from nuclick overlay")
     p.add_argument("--out", required=True, help="HTML")
     p.set_defaults(func=_cmd_run_report)
+
+    p = sub.add_parser(
+        "cohort-summary", help="per-slide states, clicks by status, times and failure reasons"
+    )
+    p.add_argument("--samples", required=True, help="the workflow's sample sheet (TSV)")
+    p.add_argument("--results", default="results", help="folder of results/SAMPLE/ tables")
+    p.add_argument("--logs", default="logs", help="folder of logs/segment/SAMPLE.log")
+    p.add_argument("--csv", required=True)
+    p.add_argument("--json", required=True)
+    p.add_argument("--html", required=True)
+    p.set_defaults(func=_cmd_cohort_summary)
 
     p = sub.add_parser("overlay", help="PNG of instance outlines and clicks on the slide")
     p.add_argument("--slide", required=True)

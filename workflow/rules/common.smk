@@ -4,6 +4,7 @@ Data paths (sample sheet, slides, annotations, results) are relative to the work
 (`--directory`); schemas and conda envs are found relative to the workflow's own files.
 """
 
+import hashlib
 import json
 import os
 import shlex
@@ -161,6 +162,9 @@ warn_when_nuclick_is_missing()
 os.environ.setdefault("NUCLICK_WORKFLOW_DIR", str(Path(workflow.basedir).resolve()))
 
 SAMPLES = read_sample_sheet(config["samples"])
+# Rows as plain dicts: the input functions run several times per job, and a pandas row lookup
+# for each call made half of the DAG time of a 1,000-slide sheet.
+SAMPLE_ROWS = SAMPLES.to_dict("index")
 
 
 wildcard_constraints:
@@ -176,14 +180,31 @@ def final_outputs():
     )
 
 
+def cohort_state(wildcards):
+    """A fingerprint of every segment table and log that exists now. It is a param, not an
+    input, of the summary: the summary is redone whenever a slide's table or log changes
+    (Snakemake's params rerun trigger) but never asks for a slide to be segmented."""
+    state = []
+    for sample in SAMPLES.index:
+        for path in (
+            f"results/{sample}/instances.parquet",
+            f"logs/segment/{sample}.log",
+        ):
+            if os.path.exists(path):
+                st = os.stat(path)
+                state.append(f"{path}:{st.st_mtime_ns}:{st.st_size}")
+    return hashlib.sha1("\n".join(state).encode()).hexdigest()
+
+
 def sample_row(wildcards):
     """The sample sheet row of `wildcards.sample`."""
-    if wildcards.sample not in SAMPLES.index:
+    row = SAMPLE_ROWS.get(wildcards.sample)
+    if row is None:
         raise WorkflowError(
             f"sample {wildcards.sample!r} is not in the sample sheet {config['samples']}; "
             f"its samples are {', '.join(SAMPLES.index)}"
         )
-    return SAMPLES.loc[wildcards.sample]
+    return row
 
 
 def slide_path(wildcards):

@@ -65,3 +65,28 @@ rule run_report:
 rule report:
     input:
         expand("results/{sample}/report.html", sample=SAMPLES.index),
+
+
+localrules:
+    summary,
+
+
+rule summary:
+    """`snakemake summary`, after a run (with --keep-going, failed slides included): per slide
+    its state, clicks, instances by status, time, model and, for failures, the reason.
+    """
+    input:
+        config["samples"],
+    output:
+        csv="results/summary/cohort.csv",
+        json="results/summary/cohort.json",
+        html="results/summary/cohort.html",
+    log:
+        "logs/summary/summary.log",
+    conda:
+        "../../envs/cpu.yaml"
+    params:
+        state=cohort_state,
+    shell:
+        "nuclick cohort-summary --samples {input:q} --results results --logs logs"
+        " --csv {output.csv:q} --json {output.json:q} --html {output.html:q} > {log:q} 2>&1"
