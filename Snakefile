@@ -24,6 +24,10 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/convert.smk"
 
 
+onstart:
+    check_slurm_requests()
+
+
 rule all:
     default_target: True
     input:

@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "nuclick_core"
 #: and errors); the same rules as the subpackages' __init__ docstrings.
 ALLOWED = {
     "errors": set(),
+    "slurm": set(),
     "io": set(),
     "inference": {"io"},
     "data": {"inference", "io"},

@@ -7,6 +7,7 @@ Data paths (sample sheet, slides, annotations, results) are relative to the work
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -324,3 +325,49 @@ def convert_args(wildcards):
     if not c["jitter"]:
         args.append("--no-jitter")
     return " ".join(args)
+
+
+def check_slurm_requests():
+    """Under the SLURM executor, stop before submitting when a job asks for more CPUs, memory,
+    GPUs or time than any node of its partition has (such a job would stay PENDING forever);
+    NUCLICK_SLURM_CHECK=0 skips the check."""
+    if (
+        workflow.executor_plugin.name != "slurm"
+        or os.environ.get("NUCLICK_SLURM_CHECK") == "0"
+    ):
+        return
+    import_package()
+    from nuclick_core import slurm
+    from nuclick_core.errors import NuclickError
+
+    try:
+        default = None
+        requests = []
+        for job in workflow.dag.needrun_jobs():
+            if job.is_local:
+                continue
+            res = job.resources
+            if not res.get("slurm_partition") and default is None:
+                default = slurm.default_partition()
+            cpus = int(res.get("cpus_per_task") or job.threads)
+            gres = re.search(r"gpu(?::[^:]+)?:(\d+)", str(res.get("gres") or ""))
+            mem = res.get("mem_mb") or res.get("mem_mb_per_cpu", 0) * cpus
+            requests.append(
+                slurm.Request(
+                    job.rule.name,
+                    str(res.get("slurm_partition") or default),
+                    cpus,
+                    float(mem or 0),
+                    float(res.get("runtime") or 0),
+                    int(res.get("gpu") or (gres.group(1) if gres else 0)),
+                )
+            )
+        found = slurm.check_requests(requests)
+    except NuclickError as exc:
+        raise WorkflowError(f"checking the jobs' SLURM requests: {exc}") from exc
+    if found:
+        raise WorkflowError(
+            "these jobs could never start (they would stay PENDING) and nothing was "
+            "submitted:\n  " + "\n  ".join(found)
+        )
+    logger.info(f"SLURM requests of {len(requests)} jobs fit their partitions")
