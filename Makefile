@@ -15,7 +15,7 @@ SMK_FILES := Snakefile $(wildcard workflow/rules/*.smk)
 TORCH ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 
-.PHONY: run dry-run test lint clean device-data device-train
+.PHONY: run dry-run test test-slurm lint clean device-data device-train
 
 ## run: the workflow on the demo slides (fetches them first), with the local profile
 run: $(VENV)/.installed-run
@@ -28,6 +28,12 @@ dry-run: $(VENV)/.installed-run
 ## test: the whole test suite (needs torch for the training tests and the tiny test model)
 test: $(VENV)/.installed-test
 	OMP_NUM_THREADS=1 $(BIN)/pytest
+
+## test-slurm: the demo through a real one-node SLURM cluster started on loopback with the
+## project's SLURM profile, checked with sacct (needs root: installs Debian's slurm packages
+## when missing; tests/slurm/run.sh)
+test-slurm:
+	PYTHON=$(PYTHON) bash tests/slurm/run.sh
 
 ## lint: ruff (lint and format), snakemake --lint and snakefmt --check
 lint: $(VENV)/.installed-test
