@@ -52,6 +52,7 @@
 # that could hang runs under `timeout -s KILL`.
 set -euo pipefail
 umask 022
+PATH=$PATH:/usr/sbin:/sbin
 
 PKGS=(slurmctld slurmd slurm-client slurmdbd munge mariadb-server slurm-wlm-mysql-plugin)
 PORT_BASE=${SLURMCI_PORT_BASE:-16817}
@@ -256,10 +257,14 @@ DefMemPerCPU=$((mem / cpus))
 GresTypes=gpu
 SlurmdParameters=config_overrides
 SchedulerType=sched/backfill
+# Schedule batch jobs at submit time (default: up to 3 s later); a test cluster wants latency low.
+SchedulerParameters=batch_sched_delay=0
 PriorityType=priority/basic
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
 AccountingStoragePort=$PORT_DBD
+# For accounting_storage/slurmdbd this is the munge socket (AuthInfo is not used for slurmdbd).
+AccountingStoragePass=$MUNGE_SOCK
 AccountingStorageTRES=gres/gpu
 JobCompType=jobcomp/none
 StateSaveLocation=$D/state/slurmctld
@@ -344,7 +349,7 @@ start_munge() {
 }
 
 start_mariadb() {
-	local opts=(--innodb-buffer-pool-size=128M --innodb-log-file-size=64M
+	local opts=(--innodb-buffer-pool-size=256M --innodb-log-file-size=64M
 		--innodb-lock-wait-timeout=900 --innodb-flush-log-at-trx-commit=0
 		--innodb-flush-method=fsync --innodb-doublewrite=0)
 	t 120 mariadb-install-db --no-defaults --user=root --datadir="$D/mysql" --skip-test-db \
@@ -438,6 +443,7 @@ do_start() {
 	elif [[ -d $D && -n $(ls -A "$D") ]]; then
 		die "$D is not empty and was not made by this script"
 	fi
+	[[ $D != *[[:space:]]* ]] || die "DIR must not contain white space (it goes into slurm.conf): $D"
 	((${#MYSQL_SOCK} < 100)) || die "DIR path too long for unix sockets: $D"
 
 	ensure_packages
@@ -470,6 +476,13 @@ do_start() {
 	log "starting slurmd (127.0.0.1:$PORT_SLURMD)"
 	launch slurmd slurmd -D -N "$NODE" -f "$CONF"
 	wait_for "slurmd (node $NODE idle)" 30 slurmd node_ok
+	# slurmctld's first scheduling pass comes ~4 s after it starts, whatever is queued; a job
+	# submitted before it misses sbatch --wait's first poll (2 s) and waits for the next (8 s
+	# later). Waiting for the pass (it logs its SchedulerParameters) is only a speed-up.
+	local deadline=$((SECONDS + 8))
+	until grep -q 'SchedulerParameters=' "$LOGS/slurmctld.log" 2>/dev/null || ((SECONDS >= deadline)); do
+		sleep 0.2
+	done
 	log "daemons up after $((SECONDS - t0))s; running the verification jobs"
 	verify
 
@@ -487,7 +500,7 @@ kill_strays() {
 		pid=${f#/proc/}
 		pid=${pid%/environ}
 		[[ $pid != "$$" ]] || continue
-		if tr '\0' '\n' <"$f" 2>/dev/null | grep -qxF "SLURM_CONF=$CONF"; then
+		if tr '\0' '\n' 2>/dev/null <"$f" | grep -qxF "SLURM_CONF=$CONF"; then
 			pids+=("$pid")
 		fi
 	done
@@ -531,7 +544,9 @@ do_stop() {
 					rm -f "$path" && log "removed $path"
 				fi
 				;;
-			dir) rmdir "$path" 2>/dev/null && log "removed $path" || true ;;
+			dir)
+				if rmdir "$path" 2>/dev/null; then log "removed $path"; fi
+				;;
 			esac
 		done
 		rm -f "$OUTSIDE"
