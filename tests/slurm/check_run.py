@@ -34,7 +34,7 @@ def check_jobs(sacct: Path, samples: list[str], cpus: int, mem_mb: int, minutes:
         print(" | ".join(r.values()))
     segment = [r for r in rows if r["Comment"].startswith("rule_segment")]
     for sample in samples:
-        jobs = [r for r in segment if r["Comment"].endswith(f"sample_{sample}")]
+        jobs = [r for r in segment if r["Comment"] == f"rule_segment_wildcards_{sample}"]
         if len(jobs) != 1:
             fail(f"expected one SLURM job for sample {sample}, sacct shows {len(jobs)}")
         job = jobs[0]

@@ -266,6 +266,8 @@ AccountingStoragePort=$PORT_DBD
 # For accounting_storage/slurmdbd this is the munge socket (AuthInfo is not used for slurmdbd).
 AccountingStoragePass=$MUNGE_SOCK
 AccountingStorageTRES=gres/gpu
+# sacct shows the job comment, where the Snakemake plugin names the rule and wildcards.
+AccountingStoreFlags=job_comment
 JobCompType=jobcomp/none
 StateSaveLocation=$D/state/slurmctld
 SlurmdSpoolDir=$D/state/slurmd

@@ -339,6 +339,7 @@ def check_slurm_requests():
     import_package()
     from nuclick_core import slurm
     from nuclick_core.errors import NuclickError
+    from snakemake.common.tbdstring import TBDString
 
     try:
         default = None
@@ -346,7 +347,15 @@ def check_slurm_requests():
         for job in workflow.dag.needrun_jobs():
             if job.is_local:
                 continue
-            res = job.resources
+            # Evaluated afresh: under a remote executor the DAG leaves expression-valued
+            # resources (`16000 * attempt`) as <TBD> until submission.
+            res = {
+                k: v
+                for k, v in job.rule.expand_resources(
+                    job.wildcards_dict, job.input, job.attempt
+                ).items()
+                if not isinstance(v, TBDString)
+            }
             if not res.get("slurm_partition") and default is None:
                 default = slurm.default_partition()
             cpus = int(res.get("cpus_per_task") or job.threads)
