@@ -115,7 +115,7 @@ def test_a_broken_slide_is_a_listed_failure_while_the_others_complete(
 def test_a_killed_run_leaves_no_finished_looking_table_and_is_completed(
     tmp_path: Path, tiny_model: Path
 ) -> None:
-    _slide(tmp_path, "big", n=2500, size=1600)
+    _slide(tmp_path, "big", n=1500, size=1600)
     write_sheet(tmp_path, ["big\tbig.png\tbig.csv\tnucleus\t0.5\t"])
     config = _config(tmp_path, tiny_model)
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
@@ -130,9 +130,10 @@ def test_a_killed_run_leaves_no_finished_looking_table_and_is_completed(
     )
     log = tmp_path / "logs/segment/big.log"
     deadline = time.monotonic() + 120
-    while "progress:" not in (log.read_text() if log.is_file() else ""):  # the engine runs
+    # the model is loaded: the engine starts (1,500 clicks take seconds on any machine)
+    while "ONNX Runtime providers" not in (log.read_text() if log.is_file() else ""):
         assert job.poll() is None and time.monotonic() < deadline, "the job ended too soon"
-        time.sleep(0.2)
+        time.sleep(0.05)
     os.killpg(job.pid, signal.SIGKILL)  # as a node failure or the scheduler's kill would
     job.wait(timeout=30)
     table = tmp_path / "results/big/instances.parquet"
@@ -145,5 +146,5 @@ def test_a_killed_run_leaves_no_finished_looking_table_and_is_completed(
     )
     assert rerun.returncode == 0, output_of(rerun)
     done = pq.read_table(table)
-    assert done.num_rows == 2500
-    assert sorted(done.column("click_id").to_pylist()) == list(range(2500))
+    assert done.num_rows == 1500
+    assert sorted(done.column("click_id").to_pylist()) == list(range(1500))

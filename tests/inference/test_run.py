@@ -36,7 +36,8 @@ def test_run_slide_returns_table_stats_and_provenance(tmp_path, demo_scene, tiny
     assert run.provenance["slide"]["mpp"] == 0.5
     out = tmp_path / "out.parquet"
     write_run(run, out, geojson=tmp_path / "out.geojson")
-    assert read_provenance(out) == json.loads(json.dumps(run.provenance, default=str))
+    written = {**run.provenance, "run": run.stats}  # the statistics travel with the table
+    assert read_provenance(out) == json.loads(json.dumps(written, default=str))
     back = read_instances(out).sort_values("click_id")
     assert list(back["status"]) == list(run.table["status"])
     assert json.loads((tmp_path / "out.geojson").read_text())["type"] == "FeatureCollection"
