@@ -32,7 +32,7 @@ test: $(VENV)/.installed-test
 ## test-slurm: the demo through a real one-node SLURM cluster started on loopback with the
 ## project's SLURM profile, checked with sacct (needs root: installs Debian's slurm packages
 ## when missing; tests/slurm/run.sh)
-test-slurm:
+test-slurm: $(VENV)/.installed-run
 	PYTHON=$(PYTHON) bash tests/slurm/run.sh
 
 ## lint: ruff (lint and format), snakemake --lint and snakefmt --check
