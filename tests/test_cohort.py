@@ -112,6 +112,18 @@ def test_a_broken_slide_is_a_listed_failure_while_the_others_complete(
     assert cohort["slides"][1]["state"] == "incomplete"
 
 
+def test_an_unreadable_table_is_a_listed_failure(tmp_path: Path) -> None:
+    from nuclick_core.evaluation.cohort import cohort_summary
+
+    write_sheet(tmp_path, ["a\ta.png\ta.csv\tnucleus\t0.5\t", "b\tb.png\tb.csv\tnucleus\t0.5\t"])
+    (tmp_path / "results/a").mkdir(parents=True)
+    (tmp_path / "results/a/instances.parquet").write_bytes(b"PAR1 not parquet")
+    summary = cohort_summary(tmp_path / "samples.tsv", tmp_path / "results", tmp_path / "logs")
+    a, b = summary["slides"]
+    assert a["state"] == "failed" and "unreadable table" in a["reason"]
+    assert b["state"] == "not_run" and summary["totals"]["not_run"] == 1
+
+
 def test_a_killed_run_leaves_no_finished_looking_table_and_is_completed(
     tmp_path: Path, tiny_model: Path
 ) -> None:

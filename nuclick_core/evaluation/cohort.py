@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nuclick_core.errors import NuclickError
@@ -61,8 +62,12 @@ def slide_row(sample: dict[str, Any], results: Path, logs: Path) -> dict[str, An
         "log": str(log),
     }
     if table.is_file():
-        provenance = read_provenance(table)
-        statuses = Counter(pq.read_table(table, columns=["status"]).column(0).to_pylist())
+        try:
+            provenance = read_provenance(table)
+            statuses = Counter(pq.read_table(table, columns=["status"]).column(0).to_pylist())
+        except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
+            row.update(state="failed", reason=f"unreadable table {table}: {exc}; rerun the slide")
+            return row
         stats = provenance.get("run", {})
         seconds = stats.get("seconds_wall")
         clicks = sum(statuses.values())
