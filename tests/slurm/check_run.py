@@ -13,6 +13,7 @@ import geopandas as gpd
 import pandas as pd
 import pyarrow.parquet as pq
 
+from nuclick_core.io.instances import GEOPARQUET_VERSION, INSTANCE_COLUMNS
 from nuclick_core.io.status import STATUSES
 
 FIELDS = "JobID,JobName,Comment,Partition,State,ExitCode,ReqCPUS,ReqMem,Timelimit,AllocTRES"
@@ -61,20 +62,10 @@ def check_jobs(sacct: Path, samples: list[str], cpus: int, mem_mb: int, minutes:
 def check_table(path: Path, annotations: Path) -> int:
     schema = pq.read_schema(path)
     geo = json.loads(schema.metadata[b"geo"])
-    if geo["version"] != "1.1.0" or geo["columns"]["geometry"]["crs"] is not None:
+    if geo["version"] != GEOPARQUET_VERSION or geo["columns"]["geometry"]["crs"] is not None:
         fail(f"{path}: GeoParquet metadata {geo}")
     table = gpd.read_parquet(path)
-    want = [
-        "instance_id",
-        "click_id",
-        "object",
-        "label",
-        "status",
-        "score",
-        "area_px",
-        "area_um2",
-        "source",
-    ]
+    want = list(INSTANCE_COLUMNS)
     if [c for c in table.columns if c != "geometry"][: len(want)] != want:
         fail(f"{path}: columns {list(table.columns)}")
     n = len(table)

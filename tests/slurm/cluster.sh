@@ -133,21 +133,25 @@ launch() {
 	echo $! >"$PIDS/$name.pid"
 }
 
+# gone PID COMM TRIES: whether the process ends within TRIES x 0.2 s.
+gone() {
+	local i
+	for ((i = 0; i < $3; i++)); do
+		alive "$1" "$2" || return 0
+		sleep 0.2
+	done
+	return 1
+}
+
 # stop_pid PID COMM: TERM, wait up to 20 s, then KILL (and wait up to 5 s).
 stop_pid() {
-	local pid=$1 comm=$2 i
+	local pid=$1 comm=$2
 	alive "$pid" "$comm" || return 0
 	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < 100; i++)); do
-		alive "$pid" "$comm" || return 0
-		sleep 0.2
-	done
+	gone "$pid" "$comm" 100 && return 0
 	log "$comm ($pid) still alive after TERM; KILL"
 	kill -KILL "$pid" 2>/dev/null || true
-	for ((i = 0; i < 25; i++)); do
-		alive "$pid" "$comm" || return 0
-		sleep 0.2
-	done
+	gone "$pid" "$comm" 25 && return 0
 	log "WARNING: $comm ($pid) survived KILL"
 }
 
