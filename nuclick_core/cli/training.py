@@ -239,6 +239,17 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--scale-aug", type=float, help="patches cut up to 1 + this times larger or smaller"
     )
     p.add_argument(
+        "--hue-aug",
+        type=float,
+        help="probability of a strong hue/saturation shift per patch (stains other than H&E)",
+    )
+    p.add_argument("--sharpen-aug", type=float, help="probability of an unsharp mask per patch")
+    p.add_argument(
+        "--canvas-variety",
+        type=float,
+        help="fraction of cell canvases with varied crowding and red-cell density (format cells)",
+    )
+    p.add_argument(
         "--gland-strokes",
         type=float,
         help="probability that a gland's training squiggle is a hand-like stroke, not the skeleton",

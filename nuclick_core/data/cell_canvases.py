@@ -54,10 +54,27 @@ def read_cells(root: Path) -> list[CellCutout]:
     return cells
 
 
-def _background(cells: list[CellCutout], size: int, rng: np.random.Generator) -> np.ndarray:
+def _background(
+    cells: list[CellCutout],
+    size: int,
+    rng: np.random.Generator,
+    *,
+    zoom: float = 1.0,
+    thin: float = 0.0,
+) -> np.ndarray:
     """Float (size, size, 3) in [0, 1]: one cell image with its cell filled in from the nearest
-    cell-free pixels (leaving red cells and plasma), mirror-tiled to the canvas size."""
+    cell-free pixels (leaving red cells and plasma), mirror-tiled to the canvas size.
+
+    ``zoom`` resizes that image first (below 1: more, smaller red cells per area); ``thin`` in
+    [0, 1] fades the red cells towards the plasma (the image's brightest tenth), as in the thin
+    end of a smear."""
     cell = cells[rng.integers(len(cells))]
+    if zoom != 1.0:
+        cell = CellCutout(
+            cell.name,
+            np.clip(ndi.zoom(cell.image.astype(np.float32), (zoom, zoom, 1), order=1), 0, 255),
+            ndi.zoom(cell.mask.astype(np.float32), zoom, order=1) > 0.5,
+        )
     hole = ndi.binary_dilation(cell.mask, iterations=4)
     if hole.all():
         return np.full((size, size, 3), 0.92, np.float32)
@@ -75,7 +92,11 @@ def _background(cells: list[CellCutout], size: int, rng: np.random.Generator) ->
         int(rng.integers(0, out.shape[0] - size + 1)),
         int(rng.integers(0, out.shape[1] - size + 1)),
     )
-    return out[y : y + size, x : x + size]
+    out = out[y : y + size, x : x + size]
+    if thin:
+        plasma = np.quantile(out.reshape(-1, 3), 0.9, axis=0)
+        out = (1 - thin) * out + thin * plasma
+    return out
 
 
 def _augment(cell: CellCutout, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -147,12 +168,24 @@ def build_canvas(
     n_cells: int = 6,
     seed: int = 0,
     touch_fraction: float = 0.5,
+    variety: bool = False,
 ) -> LabelledImage:
-    """One canvas (RGB uint8, int32 labels) of up to ``n_cells`` augmented cells."""
+    """One canvas (RGB uint8, int32 labels) of up to ``n_cells`` augmented cells.
+
+    With ``variety`` the crowding varies from canvas to canvas: 2 to ``2 * n_cells`` cells, a
+    touching fraction of 0.2 to 0.9, red cells zoomed 0.6 to 1.6 times and, one canvas in three,
+    faded by up to 80% towards the plasma. Without it nothing of this is drawn, so the canvases
+    of earlier recipes stay the same."""
     if not cells:
         raise ValueError("cells is empty: give at least one segmented cell")
     rng = np.random.default_rng(seed)
-    canvas = _background(cells, size, rng)
+    zoom, thin = 1.0, 0.0
+    if variety:
+        n_cells = int(rng.integers(2, 2 * n_cells + 1))
+        touch_fraction = float(rng.uniform(0.2, 0.9))
+        zoom = float(np.exp(rng.uniform(np.log(0.6), np.log(1.6))))
+        thin = float(rng.uniform(0.0, 0.8)) if rng.random() < 1 / 3 else 0.0
+    canvas = _background(cells, size, rng, zoom=zoom, thin=thin)
     labels = np.zeros((size, size), np.int32)
     next_id = 1
     for _ in range(n_cells):
@@ -173,11 +206,24 @@ def build_canvas(
 
 
 def build_canvases(
-    cells: list[CellCutout], count: int, *, seed: int = 0, size: int = 256, n_cells: int = 6
+    cells: list[CellCutout],
+    count: int,
+    *,
+    seed: int = 0,
+    size: int = 256,
+    n_cells: int = 6,
+    variety: float = 0.0,
 ) -> list[LabelledImage]:
-    """``count`` canvases, deterministic per ``seed``."""
+    """``count`` canvases, deterministic per ``seed``; a fraction ``variety`` of them (every
+    k-th, evenly spread) with varied crowding (see :func:`build_canvas`)."""
     return [
-        build_canvas(cells, size=size, n_cells=n_cells, seed=seed * 100003 + k)
+        build_canvas(
+            cells,
+            size=size,
+            n_cells=n_cells,
+            seed=seed * 100003 + k,
+            variety=variety > 0 and int((k + 1) * variety) > int(k * variety),
+        )
         for k in range(count)
     ]
 

@@ -103,6 +103,13 @@ def gaussian_blur(image: np.ndarray, *, sigma: float = 1.5) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+def unsharp(image: np.ndarray, *, sigma: float = 1.0, amount: float = 1.0) -> np.ndarray:
+    """uint8 RGB sharpened by an unsharp mask: ``image + amount * (image - blurred)``."""
+    img = image.astype(np.float32)
+    out = img + amount * (img - ndi.gaussian_filter(img, sigma=(sigma, sigma, 0)))
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
 def jpeg(image: np.ndarray, *, quality: int = 30) -> np.ndarray:
     """uint8 RGB after a JPEG round trip at ``quality``."""
     buf = io.BytesIO()

@@ -15,7 +15,14 @@ from PIL import Image
 from scipy import ndimage as ndi
 from skimage.color import hsv2rgb, rgb2hsv
 
-from nuclick_core.data.shifts import gaussian_blur, grayscale, hed_jitter, jpeg
+from nuclick_core.data.shifts import (
+    gaussian_blur,
+    grayscale,
+    hed_jitter,
+    hue_saturation,
+    jpeg,
+    unsharp,
+)
 
 
 def flip_rotate(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
@@ -64,11 +71,18 @@ class Variety:
         round trip (quality 30 to 90), half each.
     scale : a patch is cut at a side up to ``1 + scale`` times larger or smaller than the
         patch (log-uniform) and resized to it, so objects appear at other magnifications.
+    hue : probability of a strong hue and saturation shift (hue turned up to +-0.1 of the circle,
+        saturation times 0.5 to 1.5): stains other than H&E, such as the purples of blood-smear
+        stains.
+    sharpen : probability of an unsharp mask (sigma 1 px, amount 0.5 to 2): scanners that
+        sharpen, and images resampled down from a higher magnification.
     """
 
     stain: float = 0.0
     quality: float = 0.0
     scale: float = 0.0
+    hue: float = 0.0
+    sharpen: float = 0.0
 
     def appearance(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """uint8 (H, W, 3) -> uint8 (H, W, 3) with the drawn stain and quality shifts."""
@@ -84,6 +98,12 @@ class Variety:
                 image = gaussian_blur(image, sigma=float(rng.uniform(0.3, 1.5)))
             else:
                 image = jpeg(image, quality=int(rng.integers(30, 91)))
+        if self.hue and rng.random() < self.hue:
+            image = hue_saturation(
+                image, hue=float(rng.uniform(-0.1, 0.1)), saturation=float(rng.uniform(0.5, 1.5))
+            )
+        if self.sharpen and rng.random() < self.sharpen:
+            image = unsharp(image, amount=float(rng.uniform(0.5, 2.0)))
         return image
 
     def side(self, patch_size: int, rng: np.random.Generator) -> int:

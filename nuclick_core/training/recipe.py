@@ -66,6 +66,9 @@ class TrainRecipe:
     stain_aug: float = 0.0
     quality_aug: float = 0.0
     scale_aug: float = 0.0
+    hue_aug: float = 0.0
+    sharpen_aug: float = 0.0
+    canvas_variety: float = 0.0
     gland_strokes: float = 0.0
     canvases: int = 400
     init: str | None = None
@@ -121,6 +124,9 @@ class TrainRecipe:
                 "scale_aug",
                 "in [0, 1] (0.3: patches 1.3x larger or smaller)",
             ),
+            (0 <= self.hue_aug <= 1, "hue_aug", "a probability in [0, 1]"),
+            (0 <= self.sharpen_aug <= 1, "sharpen_aug", "a probability in [0, 1]"),
+            (0 <= self.canvas_variety <= 1, "canvas_variety", "a fraction in [0, 1]"),
             (0 <= self.gland_strokes <= 1, "gland_strokes", "a probability in [0, 1]"),
             (self.canvases >= 1, "canvases", "at least 1"),
         ]

@@ -44,7 +44,14 @@ def split_images(recipe: TrainRecipe) -> tuple[list[LabelledImage], list[Labelle
             "building %d training and %d validation canvases (%d px)", recipe.canvases, n_val, size
         )
         return (
-            build_canvases(train_cells, recipe.canvases, seed=recipe.seed, size=size, n_cells=10),
+            build_canvases(
+                train_cells,
+                recipe.canvases,
+                seed=recipe.seed,
+                size=size,
+                n_cells=10,
+                variety=recipe.canvas_variety,
+            ),
             validation_canvases(val_cells, n_val, seed=recipe.seed, size=size),
         )
     items = read_dataset(root, recipe.format)
@@ -60,7 +67,13 @@ def samplers(
 ) -> tuple[ClickPatchSampler | GlandPatchSampler, ClickPatchSampler | GlandPatchSampler]:
     """The sample builders for the recipe's object type: gland patches around squiggles, or
     click patches (nuclei, cells); the validation one without augmentation."""
-    variety = Variety(stain=recipe.stain_aug, quality=recipe.quality_aug, scale=recipe.scale_aug)
+    variety = Variety(
+        stain=recipe.stain_aug,
+        quality=recipe.quality_aug,
+        scale=recipe.scale_aug,
+        hue=recipe.hue_aug,
+        sharpen=recipe.sharpen_aug,
+    )
     if recipe.object == "gland":
         return (
             GlandPatchSampler(
@@ -122,6 +135,9 @@ def train_config(
             "stain_aug": recipe.stain_aug,
             "quality_aug": recipe.quality_aug,
             "scale_aug": recipe.scale_aug,
+            "hue_aug": recipe.hue_aug,
+            "sharpen_aug": recipe.sharpen_aug,
+            "canvas_variety": recipe.canvas_variety,
             "gland_strokes": recipe.gland_strokes,
         },
     )

@@ -50,6 +50,37 @@ def test_canvas_labels_are_exact_and_deterministic() -> None:
     assert a.image[a.labels > 0].mean() < a.image[a.labels == 0].mean()
 
 
+def test_canvas_variety_varies_crowding_and_only_when_asked() -> None:
+    cells = _cutouts()
+    plain = build_canvases(cells, 6, size=192, n_cells=6, seed=2)
+    none = build_canvases(cells, 6, size=192, n_cells=6, seed=2, variety=0.0)
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(plain, none, strict=True))
+    half = build_canvases(cells, 6, size=192, n_cells=6, seed=2, variety=0.5)
+    same = [np.array_equal(a.image, b.image) for a, b in zip(plain, half, strict=True)]
+    assert sum(same) == 3  # every second canvas varied, the others as without variety
+    varied = build_canvases(cells, 12, size=192, n_cells=6, seed=2, variety=1.0)
+    counts = [len(np.unique(c.labels)) - 1 for c in varied]
+    assert min(counts) <= 4 and max(counts) >= 7  # 2 to 12 cells drawn, not always 6
+    for c in varied:
+        ids = np.unique(c.labels)[1:]
+        assert ids.tolist() == list(range(1, len(ids) + 1))
+        for i in ids:
+            assert ndi.label(c.labels == i)[1] == 1
+    again = build_canvases(cells, 12, size=192, n_cells=6, seed=2, variety=1.0)
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(varied, again, strict=True))
+
+
+def test_thinned_background_fades_red_cells_to_plasma() -> None:
+    from nuclick_core.data.cell_canvases import _background
+
+    cells = _cutouts(1)
+    full = _background(cells, 128, np.random.default_rng(0))
+    thin = _background(cells, 128, np.random.default_rng(0), thin=0.8)
+    assert thin.std(axis=(0, 1)).mean() < 0.3 * full.std(axis=(0, 1)).mean()
+    zoomed = _background(cells, 128, np.random.default_rng(0), zoom=0.6)
+    assert zoomed.shape == (128, 128, 3) and np.isfinite(zoomed).all()
+
+
 def test_some_cells_touch() -> None:
     touching = 0
     for canvas in build_canvases(_cutouts(), 4, size=192, n_cells=6, seed=1):

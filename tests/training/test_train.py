@@ -187,6 +187,27 @@ def test_variety_shifts_stain_quality_and_scale() -> None:
     assert areas.min() < 0.95 or areas.max() > 1.05  # objects drawn at other scales
 
 
+def test_hue_and_sharpen_variety() -> None:
+    from nuclick_core.data.shifts import unsharp
+    from nuclick_core.training.augment import Variety
+
+    flat = np.full((16, 16, 3), (200, 120, 160), np.uint8)
+    assert np.array_equal(unsharp(flat, amount=2.0), flat)  # nothing to sharpen on a flat image
+    edge = np.zeros((16, 16, 3), np.uint8)
+    edge[:, 8:] = 200
+    sharp = unsharp(edge, amount=1.0).astype(int)
+    assert sharp[:, 8].min() > 200 and sharp[:, 7].max() == 0  # overshoot on the bright side
+    rng = np.random.default_rng(5)
+    image = np.random.default_rng(0).integers(40, 220, (32, 32, 3)).astype(np.uint8)
+    before = rng.bit_generator.state
+    assert np.array_equal(Variety().appearance(image, rng), image)
+    assert rng.bit_generator.state == before  # off: nothing drawn
+    hued = Variety(hue=1.0).appearance(image, np.random.default_rng(1))
+    sharpened = Variety(sharpen=1.0).appearance(image, np.random.default_rng(1))
+    assert not np.array_equal(hued, image) and not np.array_equal(sharpened, image)
+    assert sharpened.astype(float).std() > image.astype(float).std()  # more contrast at edges
+
+
 def test_gland_training_strokes_lie_in_their_gland() -> None:
     from nuclick_core.data.synth import glands_scene
     from nuclick_core.training.gland_patches import GlandPatchSampler
