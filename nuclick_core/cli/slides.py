@@ -25,8 +25,17 @@ log = logging.getLogger("nuclick")
 
 
 def _cmd_segment(args: argparse.Namespace) -> None:
+    import tempfile
+
+    from nuclick_core.errors import OutputError
     from nuclick_core.inference.run import run_slide, write_run
 
+    spill_dir = args.spill_dir or tempfile.gettempdir()
+    if not Path(spill_dir).is_dir():
+        raise OutputError(
+            f"--spill-dir {spill_dir} is not a folder; give an existing folder with room for "
+            "about 2 KB per click"
+        )
     run = run_slide(
         args.slide,
         args.annotations,
@@ -41,8 +50,12 @@ def _cmd_segment(args: argparse.Namespace) -> None:
         workers=args.workers,
         readers=args.readers,
         progress_every=args.progress_every,
+        spill_dir=spill_dir,
     )
-    write_run(run, args.out, geojson=args.geojson)
+    try:
+        write_run(run, args.out, geojson=args.geojson)
+    finally:
+        run.geometries.close()
     log.info("wrote %s: %s", args.out, json.dumps(run.stats))
 
 
@@ -255,6 +268,13 @@ def add_slide_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         type=at_least(1),
         default=2,
         help="threads reading tiles ahead (same results for any count)",
+    )
+    p.add_argument(
+        "--spill-dir",
+        metavar="DIR",
+        help="folder where the outlines wait on disk until the table is written, so memory "
+        "stays flat on slides of any size (about 2 KB per click; default $TMPDIR or the "
+        "system's temporary folder)",
     )
     p.add_argument(
         "--progress-every",

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import shapely
 
 from nuclick_core.inference.models import ModelCard
@@ -33,6 +34,7 @@ from nuclick_core.inference.stitch import Settler, paste_last_wins, resolve_over
 from nuclick_core.inference.workers import Stages, Workers, polygons
 from nuclick_core.io import status
 from nuclick_core.io.annotations import outside_slide_mask
+from nuclick_core.io.geometries import Geometries
 from nuclick_core.io.slides import Slide
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,10 @@ class RunOptions:
     readers : threads reading tiles ahead (resampling a tile is the slowest step of reading a
         slide whose mpp is not the model's).
     progress_every : seconds between progress lines in the log (0: none).
+    spill_dir : a folder where the instances' geometries wait as WKB until the table is
+        written (memory stays flat however many clicks a slide has); None keeps them in memory.
+        When set, the :class:`Segmentation`'s table has no geometry column: its
+        ``geometries`` hold them, until closed.
     """
 
     tile: int = 1024
@@ -55,6 +61,7 @@ class RunOptions:
     workers: int = 0
     readers: int = 2
     progress_every: float = 0.0
+    spill_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,10 +97,12 @@ class EngineStats:
 
 @dataclass(frozen=True)
 class Segmentation:
-    """The instance table of a run (one row per click, in click order) and its statistics."""
+    """The instance table of a run (one row per click, in click order), its statistics and
+    its geometries (also the table's geometry column, unless they were spilled to disk)."""
 
-    table: gpd.GeoDataFrame
+    table: pd.DataFrame
     stats: EngineStats
+    geometries: Geometries
 
 
 def segment_clicks(
@@ -140,7 +149,7 @@ def segment_clicks(
         )
     inside = ~outside_slide_mask(clicks, slide.width, slide.height) if n else np.zeros(0, bool)
     status_of[wanted & ~inside] = status.OUTSIDE_SLIDE
-    geoms: list = [None] * n
+    geoms = Geometries(n, options.spill_dir)
     stages = Stages()
     t0 = time.perf_counter()
     with Workers(options.workers) as workers:
@@ -212,32 +221,22 @@ def segment_clicks(
         settler.peak,
         {k: round(v, 4) for k, v in stages.seconds.items()},
     )
-    geometry = _geometry_array(geoms)
-    area_px = np.nan_to_num(shapely.area(geometry), nan=0.0)  # of the geometry as written
-    table = gpd.GeoDataFrame(
-        {
-            "instance_id": clicks["click_id"].to_numpy(np.int64) + 1,
-            "click_id": clicks["click_id"].to_numpy(np.int64),
-            "object": clicks["object"].to_numpy(),
-            "label": clicks["label"].to_numpy(),
-            "status": status_of.astype(str),
-            "score": score,
-            "area_px": area_px,
-            "area_um2": area_px * slide.mpp**2,
-            "source": clicks["source"].to_numpy(),
-        },
-        geometry=gpd.GeoSeries(geometry, crs=None),
-        crs=None,
-    )
-    return Segmentation(table, stats)
-
-
-def _geometry_array(geoms: list) -> np.ndarray:
-    """The geometries (None where a click has no instance) as one object array, no copy of
-    the geometries themselves."""
-    out = np.empty(len(geoms), dtype=object)
-    out[:] = geoms
-    return out
+    area_px = geoms.area  # of the geometry as written
+    columns = {
+        "instance_id": clicks["click_id"].to_numpy(np.int64) + 1,
+        "click_id": clicks["click_id"].to_numpy(np.int64),
+        "object": clicks["object"].to_numpy(),
+        "label": clicks["label"].to_numpy(),
+        "status": status_of.astype(str),
+        "score": score,
+        "area_px": area_px,
+        "area_um2": area_px * slide.mpp**2,
+        "source": clicks["source"].to_numpy(),
+    }
+    if geoms.spilled:
+        return Segmentation(pd.DataFrame(columns), stats, geoms)
+    geometry = gpd.GeoSeries(geoms.array(), crs=None)
+    return Segmentation(gpd.GeoDataFrame(columns, geometry=geometry, crs=None), stats, geoms)
 
 
 def _points(

@@ -25,6 +25,7 @@ from nuclick_core.inference.engine import ModelGeometry, RunOptions, segment_cli
 from nuclick_core.inference.models import ModelCard, load_card, resolve_model
 from nuclick_core.inference.runtime import OnnxPredictor
 from nuclick_core.io.annotations import read_annotations, validate_clicks
+from nuclick_core.io.geometries import Geometries
 from nuclick_core.io.instances import write_instances, write_qupath_geojson
 from nuclick_core.io.slides import Slide, open_slide
 
@@ -44,7 +45,8 @@ class RunInputs:
 class SlideRun:
     """The result of :func:`run_slide`.
 
-    table : the instance table (one row per click, in click order).
+    table : the instance table (one row per click, in click order); without a geometry
+        column when the run spilled its geometries (``spill_dir``).
     stats : the engine's statistics plus wall-clock seconds, clicks, counts by status and
         patches per second (JSON-ready).
     provenance : model, slide, annotation file, configuration and package version; written
@@ -57,6 +59,7 @@ class SlideRun:
     stats: dict
     provenance: dict
     click_xy: np.ndarray
+    geometries: Geometries
 
 
 def point_object(object_type: str) -> str:
@@ -113,6 +116,7 @@ def run_slide(
     workers: int = 0,
     readers: int = 2,
     progress_every: float = 5.0,
+    spill_dir: Path | str | None = None,
 ) -> SlideRun:
     """Segment every mark of ``annotations`` on ``slide`` with the model (a name under
     models/, a folder, or None: the registry's current model for ``object_type``).
@@ -120,7 +124,9 @@ def run_slide(
     ``threads`` 0 means the CPUs allotted to the job; ``tta`` None means the card's views;
     ``workers`` processes take post-processing and polygons off the predictor's thread;
     ``readers`` threads read tiles ahead; a progress line is logged every ``progress_every``
-    seconds (0: none).
+    seconds (0: none). With ``spill_dir`` (a folder that outlives :func:`write_run`) the
+    geometries wait there on disk, so memory does not grow with the number of clicks; the
+    caller closes ``run.geometries`` (which removes the file) when done.
     """
     t0 = time.perf_counter()
     with open_run(slide, annotations, model=model, object_type=object_type, mpp=mpp) as run:
@@ -135,7 +141,11 @@ def run_slide(
             ModelGeometry.from_card(card),
             batch_size=batch_size,
             options=RunOptions(
-                tile=tile, workers=workers, readers=readers, progress_every=progress_every
+                tile=tile,
+                workers=workers,
+                readers=readers,
+                progress_every=progress_every,
+                spill_dir=None if spill_dir is None else str(spill_dir),
             ),
         )
     centroids = shapely.centroid(run.clicks.geometry.values)
@@ -174,7 +184,7 @@ def run_slide(
         "statuses": table["status"].value_counts().to_dict(),
         "patches_per_second": seg.stats.patches / max(seg.stats.seconds_run, 1e-9),
     }
-    return SlideRun(table, stats, provenance, click_xy)
+    return SlideRun(table, stats, provenance, click_xy, seg.geometries)
 
 
 def write_run(run: SlideRun, out: Path | str, *, geojson: Path | str | None = None) -> None:
@@ -184,6 +194,8 @@ def write_run(run: SlideRun, out: Path | str, *, geojson: Path | str | None = No
     The GeoJSON is written first: each file appears only when complete (written under a
     temporary name), so an existing GeoParquet means the whole run finished."""
     if geojson:
-        write_qupath_geojson(run.table, Path(geojson))
+        write_qupath_geojson(run.table, Path(geojson), geometries=run.geometries)
     metadata = {**run.provenance, "run": run.stats}
-    write_instances(run.table, Path(out), metadata=metadata, sort_xy=run.click_xy)
+    write_instances(
+        run.table, Path(out), metadata=metadata, sort_xy=run.click_xy, geometries=run.geometries
+    )

@@ -18,6 +18,7 @@ import shapely
 from scipy import ndimage as ndi
 
 from nuclick_core.io import status
+from nuclick_core.io.geometries import Geometries
 
 _FOUR = ndi.generate_binary_structure(2, 1)
 
@@ -159,15 +160,16 @@ class Settler:
 
     ``settle`` is :func:`resolve_overlaps` (or :func:`paste_last_wins` for the paper's
     comparison); ``polygonise`` maps a list of (mask, row0, col0) on the model grid to their
-    level-0 polygons, in order. Results land in ``geoms``, ``score`` and ``status`` (arrays
-    over the click table's rows, owned by the engine); ``timed(stage)`` times the settling.
+    level-0 polygons, in order. Results land in ``geoms`` (:class:`Geometries`), ``score`` and
+    ``status`` (arrays over the click table's rows, owned by the engine); ``timed(stage)``
+    times the settling.
     """
 
     def __init__(
         self,
         settle: Callable[..., dict[int, np.ndarray | None]],
         polygonise: Callable[[list[tuple[np.ndarray, int, int]]], list],
-        geoms: list,
+        geoms: Geometries,
         score: np.ndarray,
         status_of: np.ndarray,
         timed: Callable[[str], AbstractContextManager] = lambda _: nullcontext(),
@@ -201,7 +203,7 @@ class Settler:
             else:
                 done.append((inst, mask))
         polys = self.polygonise([(mask, inst.row0, inst.col0) for inst, mask in done])
-        for (inst, mask), poly in zip(done, polys, strict=True):
-            self.geoms[inst.click_id] = poly
+        self.geoms.put([inst.click_id for inst, _ in done], polys)
+        for inst, mask in done:
             self.score[inst.click_id] = float(inst.prob[mask].mean())
         self.held = [i for i in self.held if i.box[2] + patch_size > frontier]

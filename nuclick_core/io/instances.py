@@ -13,12 +13,14 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import shapely
 
 from nuclick_core.io import status
 from nuclick_core.io.files import atomic_path
+from nuclick_core.io.geometries import Geometries
 
 GEOPARQUET_VERSION = "1.1.0"
 ROW_GROUP_SIZE = 8192
@@ -60,47 +62,31 @@ def hilbert_order(xy: np.ndarray, *, bits: int = 16) -> np.ndarray:
 
 
 def write_instances(
-    table: gpd.GeoDataFrame, path: Path, *, metadata: dict, sort_xy: np.ndarray
+    table: pd.DataFrame,
+    path: Path,
+    *,
+    metadata: dict,
+    sort_xy: np.ndarray,
+    geometries: Geometries | None = None,
 ) -> None:
-    """Write the instance table as GeoParquet 1.1.
+    """Write the instance table as GeoParquet 1.1, one row group at a time.
 
     Parameters
     ----------
-    table : one row per click with :data:`INSTANCE_COLUMNS` and a (possibly null) geometry;
-        any further columns are written after those.
+    table : one row per click with :data:`INSTANCE_COLUMNS` and, unless ``geometries`` is
+        given, a (possibly null) geometry; any further columns are written after those.
     path : output ``.parquet``.
     metadata : provenance (model, config, slide, package version), stored under ``nuclick``.
     sort_xy : float (N, 2) click positions used to order rows along a Hilbert curve.
+    geometries : the rows' geometries, when they are not the table's (a run that spilled them
+        to disk); only one row group's WKB is in memory at a time.
     """
+    if geometries is None:
+        geometries = Geometries.of(table.geometry.values)
     order = hilbert_order(np.asarray(sort_xy, np.float64))
-    table = table.iloc[order].reset_index(drop=True)
-    geoms = np.asarray(table.geometry.values, dtype=object)
-    bounds = shapely.bounds(geoms)  # NaN for missing geometries
-    has = ~np.isnan(bounds[:, 0])
-    bbox = pa.StructArray.from_arrays(
-        [pa.array(bounds[:, k], pa.float64(), mask=~has) for k in range(4)],
-        names=["xmin", "ymin", "xmax", "ymax"],
-        mask=pa.array(~has),
-    )
-    wkb = pa.array([shapely.to_wkb(g) if g is not None else None for g in geoms], pa.binary())
-    text = ("object", "label", "status", "source")  # missing (None, NaN, pd.NA): null
-    columns = {
-        c: pa.array([v if isinstance(v, str) else None for v in table[c].tolist()], pa.string())
-        if c in text
-        else pa.array(table[c].tolist())
-        for c in INSTANCE_COLUMNS
-    }
-    columns["instance_id"] = pa.array(table["instance_id"].to_numpy(np.int64))
-    columns["click_id"] = pa.array(table["click_id"].to_numpy(np.int64))
-    columns["score"] = pa.array(table["score"].to_numpy(np.float64), pa.float64())
-    # further columns (quality flags of a conversion) follow the contract's, as they are
-    for c in table.columns:
-        if c not in columns and c not in ("geometry", "bbox"):
-            columns[c] = pa.array(table[c].tolist())
-    columns["geometry"] = wkb
-    columns["bbox"] = bbox
-    arrow = pa.table(columns)
-    kinds = sorted({g.geom_type for g in geoms if g is not None}) or ["Polygon", "MultiPolygon"]
+    attributes = _attribute_table(table).take(pa.array(order))
+    has = geometries.present
+    bounds = geometries.bounds
     extent = (
         [
             float(bounds[has, 0].min()),
@@ -117,7 +103,7 @@ def write_instances(
         "columns": {
             "geometry": {
                 "encoding": "WKB",
-                "geometry_types": kinds,
+                "geometry_types": geometries.geometry_types() or ["Polygon", "MultiPolygon"],
                 "crs": None,
                 **({"bbox": extent} if extent else {}),
                 "covering": {
@@ -131,11 +117,48 @@ def write_instances(
             }
         },
     }
-    arrow = arrow.replace_schema_metadata(
+    schema = attributes.schema.append(pa.field("geometry", pa.binary())).append(
+        pa.field("bbox", _BBOX)
+    )
+    schema = schema.with_metadata(
         {"geo": json.dumps(geo), "nuclick": json.dumps(metadata, default=str)}
     )
-    with atomic_path(path) as tmp:
-        pq.write_table(arrow, tmp, compression="zstd", row_group_size=ROW_GROUP_SIZE)
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        for start in range(0, max(len(order), 1), ROW_GROUP_SIZE):
+            rows = order[start : start + ROW_GROUP_SIZE]
+            part = attributes.slice(start, len(rows))
+            box, present = bounds[rows], has[rows]
+            bbox = pa.StructArray.from_arrays(
+                [pa.array(box[:, k], pa.float64(), mask=~present) for k in range(4)],
+                fields=list(_BBOX),
+                mask=pa.array(~present),
+            )
+            wkb = pa.array(geometries.wkb(rows), pa.binary())
+            chunk = pa.Table.from_arrays([*part.columns, wkb, bbox], schema=schema)
+            writer.write_table(chunk, row_group_size=ROW_GROUP_SIZE)
+
+
+_BBOX = pa.struct([(name, pa.float64()) for name in ("xmin", "ymin", "xmax", "ymax")])
+_TEXT = ("object", "label", "status", "source")  # missing (None, NaN, pd.NA): null
+
+
+def _attribute_table(table: pd.DataFrame) -> pa.Table:
+    """The table's columns but geometry as Arrow, in table order: the contract's first (text
+    as strings, missing values null; ids int64; score float64), then any further columns (a
+    conversion's quality flags) as they are."""
+    columns = {
+        c: pa.array([v if isinstance(v, str) else None for v in table[c].tolist()], pa.string())
+        if c in _TEXT
+        else pa.array(table[c].tolist())
+        for c in INSTANCE_COLUMNS
+    }
+    columns["instance_id"] = pa.array(table["instance_id"].to_numpy(np.int64))
+    columns["click_id"] = pa.array(table["click_id"].to_numpy(np.int64))
+    columns["score"] = pa.array(table["score"].to_numpy(np.float64), pa.float64())
+    for c in table.columns:
+        if c not in columns and c not in ("geometry", "bbox"):
+            columns[c] = pa.array(table[c].tolist())
+    return pa.table(columns)
 
 
 def add_columns(path: Path, columns: dict[str, np.ndarray]) -> None:
@@ -175,36 +198,47 @@ def _color(label: str | None) -> list[int]:
     return [(h * 67) % 200 + 40, (h * 151) % 200 + 40, (h * 29) % 200 + 40]
 
 
-def write_qupath_geojson(table: gpd.GeoDataFrame, path: Path) -> int:
+def write_qupath_geojson(
+    table: pd.DataFrame, path: Path, *, geometries: Geometries | None = None
+) -> int:
     """Export the ``ok`` instances as QuPath detections (FeatureCollection); returns the count.
 
     Rows without a geometry (status other than ok) have nothing to draw and are left out; the
-    GeoParquet keeps them.
+    GeoParquet keeps them. ``geometries`` as for :func:`write_instances`: the rows are read a
+    few thousand at a time.
     """
-    ok = table[(table["status"] == status.OK) & table.geometry.notna()]
+    if geometries is None:
+        geometries = Geometries.of(table.geometry.values)
+    rows = np.flatnonzero((table["status"].to_numpy() == status.OK) & geometries.present)
+    click_id = table["click_id"].to_numpy()
+    labels, objects = table["label"].to_numpy(), table["object"].to_numpy()
+    score, area_px = table["score"].to_numpy(), table["area_px"].to_numpy()
+    area_um2 = table["area_um2"].to_numpy()
     count = 0
     with atomic_path(path) as tmp, open(tmp, "w") as fh:
         fh.write('{"type": "FeatureCollection", "features": [\n')
-        for row in ok.itertuples(index=False):
-            label = row.label if isinstance(row.label, str) else None
-            name = label or str(row.object)
-            feature = {
-                "type": "Feature",
-                "id": f"nuclick-{int(row.click_id)}",
-                "geometry": shapely.geometry.mapping(row.geometry),
-                "properties": {
-                    "objectType": "detection",
-                    "classification": {"name": name, "color": _color(name)},
-                    "measurements": {
-                        "click_id": int(row.click_id),
-                        "score": float(row.score),
-                        "area_px": float(row.area_px),
-                        "area_um2": float(row.area_um2),
+        for start in range(0, len(rows), 4096):
+            part = rows[start : start + 4096]
+            for i, geom in zip(part, geometries.get(part), strict=True):
+                label = labels[i] if isinstance(labels[i], str) else None
+                name = label or str(objects[i])
+                feature = {
+                    "type": "Feature",
+                    "id": f"nuclick-{int(click_id[i])}",
+                    "geometry": shapely.geometry.mapping(geom),
+                    "properties": {
+                        "objectType": "detection",
+                        "classification": {"name": name, "color": _color(name)},
+                        "measurements": {
+                            "click_id": int(click_id[i]),
+                            "score": float(score[i]),
+                            "area_px": float(area_px[i]),
+                            "area_um2": float(area_um2[i]),
+                        },
                     },
-                },
-            }
-            fh.write(("" if count == 0 else ",\n") + json.dumps(feature, separators=(",", ":")))
-            count += 1
+                }
+                fh.write(("" if count == 0 else ",\n") + json.dumps(feature, separators=(",", ":")))
+                count += 1
         fh.write("\n]}\n")
     return count
 

@@ -68,3 +68,44 @@ def test_statuses_are_documented() -> None:
     consts = {v for k, v in vars(status).items() if k.isupper() and isinstance(v, str)}
     assert consts - {status.PENDING} == set(status.STATUSES)
     assert np.all([s == s.lower() for s in status.STATUSES])
+
+
+def test_spilled_geometries_write_the_same_files_as_held_ones(
+    tmp_path, demo_scene, tiny_model
+) -> None:
+    image, centres = demo_scene
+    clicks = _clicks(tmp_path, centres, extra=[(5000.0, 10.0)])
+    kw = dict(model=str(tiny_model), mpp=0.5, threads=1, batch_size=4, progress_every=0)
+    held = run_slide(image, clicks, **kw)
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    spilled = run_slide(image, clicks, spill_dir=spill, **kw)
+    assert spilled.geometries.spilled and "geometry" not in spilled.table.columns
+    assert len(list(spill.iterdir())) == 1  # the WKB file, while the run is open
+    for run, name in ((held, "held"), (spilled, "spilled")):
+        write_run(run, tmp_path / f"{name}.parquet", geojson=tmp_path / f"{name}.geojson")
+    spilled.geometries.close()
+    assert list(spill.iterdir()) == []  # closing removes it
+    a, b = read_instances(tmp_path / "held.parquet"), read_instances(tmp_path / "spilled.parquet")
+    assert a.drop(columns="geometry").equals(b.drop(columns="geometry"))
+    assert list(a.geometry.to_wkb()) == list(b.geometry.to_wkb())
+    assert (tmp_path / "held.geojson").read_bytes() == (tmp_path / "spilled.geojson").read_bytes()
+    ok = (a["status"] == status.OK).sum()
+    assert ok > 0 and len(json.loads((tmp_path / "held.geojson").read_text())["features"]) == ok
+
+
+def test_segment_cli_spills_into_the_given_folder_and_refuses_a_missing_one(
+    tmp_path, demo_scene, tiny_model
+) -> None:
+    image, centres = demo_scene
+    clicks = _clicks(tmp_path, centres)
+    out = tmp_path / "o.parquet"
+    args = ["segment", "--slide", str(image), "--annotations", str(clicks)]
+    args += ["--model", str(tiny_model), "--mpp", "0.5", "--out", str(out)]
+    assert main([*args, "--spill-dir", str(tmp_path / "nowhere")]) != 0
+    assert not out.exists()
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    assert main([*args, "--spill-dir", str(spill)]) == 0
+    assert out.exists() and list(spill.iterdir()) == []
+    assert len(read_instances(out)) == len(centres)
