@@ -152,69 +152,73 @@ def segment_clicks(
     geoms = Geometries(n, options.spill_dir)
     stages = Stages()
     t0 = time.perf_counter()
-    with Workers(options.workers) as workers:
-        slide_wh = (slide.width, slide.height)
+    try:
+        with Workers(options.workers) as workers:
+            slide_wh = (slide.width, slide.height)
 
-        def polygonise(items: list) -> list:
-            polys, seconds = workers.map_chunks(polygons, items, grid.f, slide_wh)
-            stages.add("polygons", seconds)
-            return polys
+            def polygonise(items: list) -> list:
+                polys, seconds = workers.map_chunks(polygons, items, grid.f, slide_wh)
+                stages.add("polygons", seconds)
+                return polys
 
-        settler = Settler(
-            resolve_overlaps if overlap == "resolve" else paste_last_wins,
-            polygonise,
-            geoms,
-            score,
-            status_of,
-            stages,
-        )
-        if geom.mark == "point":
-            produced = _points(
-                slide,
-                clicks,
-                is_point,
-                inside,
-                predictor,
-                geom,
-                grid,
-                batch_size,
-                options,
-                exclusion,
-                workers,
+            settler = Settler(
+                resolve_overlaps if overlap == "resolve" else paste_last_wins,
+                polygonise,
+                geoms,
+                score,
+                status_of,
                 stages,
             )
-        else:
-            rows = np.flatnonzero(is_squiggle & inside)
-            produced = squiggle_instances(
-                slide,
-                [clicks.geometry.values[i] for i in rows],
-                rows,
-                predictor,
-                grid=grid,
-                model_mpp=geom.mpp,
-                patch_size=geom.patch_size,
-                params=geom.postprocess,
-                batch_size=batch_size,
-                exclusion=exclusion,
+            if geom.mark == "point":
+                produced = _points(
+                    slide,
+                    clicks,
+                    is_point,
+                    inside,
+                    predictor,
+                    geom,
+                    grid,
+                    batch_size,
+                    options,
+                    exclusion,
+                    workers,
+                    stages,
+                )
+            else:
+                rows = np.flatnonzero(is_squiggle & inside)
+                produced = squiggle_instances(
+                    slide,
+                    [clicks.geometry.values[i] for i in rows],
+                    rows,
+                    predictor,
+                    grid=grid,
+                    model_mpp=geom.mpp,
+                    patch_size=geom.patch_size,
+                    params=geom.postprocess,
+                    batch_size=batch_size,
+                    exclusion=exclusion,
+                )
+            done, flushed_at = 0, -np.inf
+            progress = Progress(
+                int((wanted & inside).sum()),
+                noun="clicks" if geom.mark == "point" else "squiggles",
+                every=options.progress_every,
             )
-        done, flushed_at = 0, -np.inf
-        progress = Progress(
-            int((wanted & inside).sum()),
-            noun="clicks" if geom.mark == "point" else "squiggles",
-            every=options.progress_every,
-        )
-        for batch in produced:
-            for idx, st, inst in batch.results:
-                status_of[idx] = st
-                if inst is not None:
-                    settler.add(inst)
-            done += len(batch.results)
-            progress.update(done)
-            if batch.frontier is not None and batch.frontier >= flushed_at + options.tile / 2:
-                settler.flush(batch.frontier, geom.patch_size)
-                flushed_at = batch.frontier
-        settler.flush(np.inf, geom.patch_size)
-        progress.finish(done)
+            for batch in produced:
+                for idx, st, inst in batch.results:
+                    status_of[idx] = st
+                    if inst is not None:
+                        settler.add(inst)
+                done += len(batch.results)
+                progress.update(done)
+                if batch.frontier is not None and batch.frontier >= flushed_at + options.tile / 2:
+                    settler.flush(batch.frontier, geom.patch_size)
+                    flushed_at = batch.frontier
+            settler.flush(np.inf, geom.patch_size)
+            progress.finish(done)
+    except BaseException:  # a failed run leaves no spill file behind
+        geoms.close()
+        raise
     stats = EngineStats(
         done,
         time.perf_counter() - t0,

@@ -270,3 +270,28 @@ def test_a_click_whose_every_pixel_goes_to_its_neighbour_is_lost_to_neighbour(tm
     table = segment_clicks(slide, clicks, _ByClickShade(), ModelGeometry(64, 0.5, PARAMS)).table
     assert table["status"].tolist() == ["ok", "lost_to_neighbour"]
     assert table.geometry.iloc[1] is None and table.geometry.iloc[0].area > 250
+
+
+def test_a_failed_spilling_run_leaves_no_spill_file(demo_scene, tmp_path) -> None:
+    path, centres = demo_scene
+    slide = open_slide(path, mpp=0.5, fallback_mpp=0.5)
+
+    class Failing(DarknessPredictor):
+        def __call__(self, batch):  # a later batch fails, after earlier ones have settled
+            if len(self.calls) >= 3:
+                raise RuntimeError("device lost")
+            return super().__call__(batch)
+
+    failing, spill = Failing(64), tmp_path / "spill"
+    spill.mkdir()
+
+    with pytest.raises(RuntimeError, match="device lost"):
+        segment_clicks(
+            slide,
+            click_table(centres),
+            failing,
+            ModelGeometry(64, 0.5, PARAMS),
+            batch_size=2,
+            options=RunOptions(tile=32, spill_dir=str(spill), readers=1),
+        )
+    assert len(failing.calls) == 3 and list(spill.iterdir()) == []
