@@ -51,6 +51,7 @@ def _cmd_segment(args: argparse.Namespace) -> None:
         readers=args.readers,
         progress_every=args.progress_every,
         spill_dir=spill_dir,
+        stain_normalise=args.stain_normalise,
     )
     try:
         write_run(run, args.out, geojson=args.geojson)
@@ -268,6 +269,14 @@ def add_slide_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         type=at_least(1),
         default=2,
         help="threads reading tiles ahead (same results for any count)",
+    )
+    p.add_argument(
+        "--stain-normalise",
+        choices=("card", "on", "off"),
+        default="card",
+        help="move the slide's colours to the model's training images' (Reinhard, statistics "
+        "from a slide overview) before segmenting: card (the model card's choice, default), "
+        "on or off",
     )
     p.add_argument(
         "--spill-dir",

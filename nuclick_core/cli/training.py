@@ -109,6 +109,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         experiments=not args.no_experiments,
         baselines=not args.no_baselines,
         robustness=not args.no_robustness,
+        stain_normalise=args.stain_normalise,
         command=" ".join(sys.argv),
         progress=log.info,
     )
@@ -320,6 +321,12 @@ def add_training_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     )
     p.add_argument("--tta", type=int, choices=[1, 2, 4, 8], help="override the card's views")
     p.add_argument("--threshold", type=float, help="override the card's threshold (tuning)")
+    p.add_argument(
+        "--stain-normalise",
+        choices=("card", "on", "off"),
+        default="card",
+        help="stain-normalise each image to the card's target first (default: the card's choice)",
+    )
     p.add_argument(
         "--update-card",
         action="store_true",

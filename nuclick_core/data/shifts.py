@@ -29,9 +29,10 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
-from skimage.color import hed_from_rgb, hsv2rgb, lab2rgb, rgb2hsv, rgb2lab, rgb_from_hed
+from skimage.color import hed_from_rgb, hsv2rgb, rgb2hsv, rgb_from_hed
 
 from nuclick_core.data.labelled import LabelledImage
+from nuclick_core.inference.stain import lab_stats, reinhard
 
 #: LAB mean and standard deviation over tissue (L < 90) of an H&E tile, the stain-normalisation
 #: target: the average over the 30 MoNuSeg training tiles in ../shared/data (measured with the
@@ -82,13 +83,9 @@ def reinhard_normalise(
     image: np.ndarray, reference: tuple[np.ndarray, np.ndarray] = REFERENCE_LAB
 ) -> np.ndarray:
     """uint8 RGB whose LAB channels have the reference's mean and standard deviation
-    (Reinhard et al. 2001), computed over the tissue (pixels darker than glass)."""
-    lab = rgb2lab(image)
-    tissue = lab[..., 0] < 90
-    pixels = lab[tissue] if tissue.sum() > 100 else lab.reshape(-1, 3)
-    mean, std = pixels.mean(0), np.maximum(pixels.std(0), 1e-6)
-    ref_mean, ref_std = reference
-    return _to_uint8(lab2rgb((lab - mean) / std * ref_std + ref_mean))
+    (Reinhard et al. 2001), computed over the tissue (pixels darker than glass): the same
+    transform as inference's optional stain normalisation, with the image's own statistics."""
+    return reinhard(image, lab_stats(image), reference)
 
 
 def grayscale(image: np.ndarray) -> np.ndarray:

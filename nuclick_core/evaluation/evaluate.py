@@ -30,6 +30,7 @@ from nuclick_core.evaluation import metrics
 from nuclick_core.inference.engine import ModelGeometry, segment_clicks
 from nuclick_core.inference.models import ModelCard
 from nuclick_core.inference.runtime import OnnxPredictor, Predictor
+from nuclick_core.inference.stain import LabStats, card_target, normaliser, wants_normalisation
 from nuclick_core.io import status
 from nuclick_core.io.files import write_text_atomic
 from nuclick_core.io.instances import label_mask
@@ -81,10 +82,14 @@ def model_segmenter(
     batch_size: int = 16,
     exclusion: bool = True,
     overlap: str = "resolve",
+    stain_target: LabStats | None = None,
 ) -> Callable[[Slide, gpd.GeoDataFrame], gpd.GeoDataFrame]:
-    """A ``segment(slide, clicks)`` callable running the engine with these settings."""
+    """A ``segment(slide, clicks)`` callable running the engine with these settings; with a
+    ``stain_target`` each slide (image) is stain-normalised to it first."""
 
     def segment(slide: Slide, clicks: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+        if stain_target is not None:
+            slide.colour = normaliser(slide, stain_target)
         return segment_clicks(
             slide,
             clicks,
@@ -155,8 +160,10 @@ def run_evaluation(
     baselines: bool = True,
     robustness: bool = True,
     progress: Callable[[str], None] = print,
+    stain_target: LabStats | None = None,
 ) -> tuple[dict, dict[str, list[ImageResult]]]:
-    """Every figure of the evaluation report.
+    """Every figure of the evaluation report (the model's runs stain-normalised to
+    ``stain_target`` when given).
 
     Returns
     -------
@@ -181,7 +188,12 @@ def run_evaluation(
         """Mean figures of one experiment: the engine with these settings over ``on`` (default:
         the clean images), the slide's mpp declared ``mpp_factor`` times too large."""
         seg = model_segmenter(
-            predictor, geom, batch_size=batch_size, exclusion=exclusion, overlap=overlap
+            predictor,
+            geom,
+            batch_size=batch_size,
+            exclusion=exclusion,
+            overlap=overlap,
+            stain_target=stain_target,
         )
         res = [
             evaluate_image(it, seg, mpp=mpp * mpp_factor, object_type=object_type, **kw)
@@ -273,11 +285,14 @@ def evaluate_model(
     robustness: bool = True,
     command: str = "",
     progress: Callable[[str], None] = print,
+    stain_normalise: str = "card",
 ) -> tuple[dict, dict[str, list[ImageResult]]]:
     """Every figure of a model's evaluation report on ``items``, with what was evaluated
-    (``model``, ``data`` as given, ``inference`` settings, ``command``, ``seconds``)."""
+    (``model``, ``data`` as given, ``inference`` settings, ``command``, ``seconds``);
+    ``stain_normalise`` as for ``nuclick segment`` (each image normalised on its own)."""
     t0 = time.perf_counter()
     predictor = OnnxPredictor(card, batch_size=batch_size, threads=threads, tta=tta)
+    target = card_target(card) if wants_normalisation(card, stain_normalise) else None
     geom = ModelGeometry.from_card(card)
     if threshold is not None:
         geom = dataclasses.replace(
@@ -294,8 +309,13 @@ def evaluate_model(
         baselines=baselines,
         robustness=robustness,
         progress=progress,
+        stain_target=target,
     )
-    figures["inference"] = {"tta": predictor.tta, "threshold": geom.postprocess.threshold}
+    figures["inference"] = {
+        "tta": predictor.tta,
+        "threshold": geom.postprocess.threshold,
+        "stain_normalise": target is not None,
+    }
     figures["model"] = {
         "name": card.name,
         "sha256": card.sha256,

@@ -24,6 +24,7 @@ from nuclick_core.errors import NuclickError
 from nuclick_core.inference.engine import ModelGeometry, RunOptions, segment_clicks
 from nuclick_core.inference.models import ModelCard, load_card, resolve_model
 from nuclick_core.inference.runtime import OnnxPredictor
+from nuclick_core.inference.stain import card_target, normaliser, wants_normalisation
 from nuclick_core.io.annotations import read_annotations, validate_clicks
 from nuclick_core.io.geometries import Geometries
 from nuclick_core.io.instances import write_instances, write_qupath_geojson
@@ -117,6 +118,7 @@ def run_slide(
     readers: int = 2,
     progress_every: float = 5.0,
     spill_dir: Path | str | None = None,
+    stain_normalise: str = "card",
 ) -> SlideRun:
     """Segment every mark of ``annotations`` on ``slide`` with the model (a name under
     models/, a folder, or None: the registry's current model for ``object_type``).
@@ -126,11 +128,17 @@ def run_slide(
     ``readers`` threads read tiles ahead; a progress line is logged every ``progress_every``
     seconds (0: none). With ``spill_dir`` (a folder that outlives :func:`write_run`) the
     geometries wait there on disk, so memory does not grow with the number of clicks; the
-    caller closes ``run.geometries`` (which removes the file) when done.
+    caller closes ``run.geometries`` (which removes the file) when done. ``stain_normalise``
+    ``on``/``off``, or ``card`` for the card's choice (:mod:`nuclick_core.inference.stain`).
     """
     t0 = time.perf_counter()
     with open_run(slide, annotations, model=model, object_type=object_type, mpp=mpp) as run:
         card, opened = run.card, run.slide
+        stain: dict | bool = False
+        if wants_normalisation(card, stain_normalise):
+            target = card_target(card)
+            opened.colour = normaliser(opened, target)
+            stain = {"method": "reinhard", "target_lab": [v.tolist() for v in target]}
         predictor = OnnxPredictor(
             card, batch_size=batch_size, threads=threads, provider=provider, tta=tta
         )
@@ -172,6 +180,7 @@ def run_slide(
             "batch_size": batch_size,
             "tile": tile,
             "tta": predictor.tta,
+            "stain_normalise": stain,
             "postprocess": card.raw["postprocess"],
             "providers": predictor.providers,
         },

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +49,9 @@ class Slide:
     _osr: openslide.OpenSlide | None = None
     _pixels: np.ndarray | None = None
     _blocks: dict = field(default_factory=dict)
+    #: A colour transform (uint8 RGB -> uint8 RGB) applied to every region read, such as a
+    #: stain normalisation; None reads the pixels as they are.
+    colour: Callable[[np.ndarray], np.ndarray] | None = None
 
     @property
     def level_downsamples(self) -> tuple[float, ...]:
@@ -55,7 +59,12 @@ class Slide:
 
     def read_level(self, level: int, col0: int, row0: int, width: int, height: int) -> np.ndarray:
         """RGB uint8 (height, width, 3) of level ``level`` pixels starting at (col0, row0) in that
-        level's own pixel grid; outside the scanned area is white."""
+        level's own pixel grid; outside the scanned area is white. :attr:`colour`, when set,
+        transforms the pixels."""
+        pixels = self._read_level(level, col0, row0, width, height)
+        return pixels if self.colour is None else self.colour(pixels)
+
+    def _read_level(self, level: int, col0: int, row0: int, width: int, height: int) -> np.ndarray:
         if self._osr is None:
             assert self._pixels is not None
             out = np.full((height, width, 3), 255, np.uint8)
