@@ -27,6 +27,7 @@ rule segment:
         tile=config["segment"]["tile"],
         workers=config["segment"]["workers"],
         readers=config["segment"]["readers"],
+        stain=config["segment"]["stain_normalise"],
     shell:
         "nuclick segment"
         " --slide {input.slide:q}"
@@ -40,5 +41,6 @@ rule segment:
         " --tile {params.tile}"
         " --workers {params.workers}"
         " --readers {params.readers}"
+        " --stain-normalise {params.stain}"
         " --threads {threads}"
         " > {log:q} 2>&1"
