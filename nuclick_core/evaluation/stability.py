@@ -83,5 +83,7 @@ def slide_stability(
             "model": {"name": run.card.name, "sha256": run.card.sha256},
             "sigma_unit": "level-0 pixels",
             "slide_mpp": run.slide.mpp,
-            "stability": stability(run.slide, run.clicks, segment, sigmas=sigmas, seed=seed),
+            "stability": stability(
+                run.slide, run.clicks.table(), segment, sigmas=sigmas, seed=seed
+            ),
         }

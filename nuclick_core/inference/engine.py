@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import shapely
 
 from nuclick_core.inference.models import ModelCard
 from nuclick_core.inference.patches import ExclusionIndex, PatchPlan, grid_pixels, plan_tiles
@@ -33,7 +32,7 @@ from nuclick_core.inference.runtime import Predictor
 from nuclick_core.inference.stitch import Settler, paste_last_wins, resolve_overlaps
 from nuclick_core.inference.workers import Stages, Workers, polygons
 from nuclick_core.io import status
-from nuclick_core.io.annotations import outside_slide_mask
+from nuclick_core.io.clicks import Clicks
 from nuclick_core.io.geometries import Geometries
 from nuclick_core.io.slides import Slide
 
@@ -107,7 +106,7 @@ class Segmentation:
 
 def segment_clicks(
     slide: Slide,
-    clicks: gpd.GeoDataFrame,
+    clicks: gpd.GeoDataFrame | Clicks,
     predictor: Predictor,
     geom: ModelGeometry,
     *,
@@ -116,7 +115,7 @@ def segment_clicks(
     exclusion: bool = True,
     overlap: str = "resolve",
 ) -> Segmentation:
-    """Segment every mark of ``clicks`` (the click table) on ``slide``.
+    """Segment every mark of ``clicks`` (the click table, or its columns) on ``slide``.
 
     ``exclusion=False`` blanks the exclusion maps and ``overlap="last_wins"`` pastes masks in
     click order like the original implementations; both exist for the paper's experiments.
@@ -131,11 +130,12 @@ def segment_clicks(
     if overlap not in ("resolve", "last_wins"):
         raise ValueError(f"overlap must be 'resolve' or 'last_wins', got {overlap!r}")
     grid = Grid.of(slide, geom.mpp)
+    if not isinstance(clicks, Clicks):
+        clicks = Clicks.of(clicks)
     n = len(clicks)
     status_of = np.array([status.PENDING] * n, dtype=object)
     score = np.full(n, np.nan)
-    kind = clicks["kind"].to_numpy() if n else np.zeros(0, object)
-    is_point, is_squiggle = kind == "point", kind == "squiggle"
+    is_point, is_squiggle = clicks.kind == "point", clicks.kind == "squiggle"
     wanted = is_point if geom.mark == "point" else is_squiggle
     status_of[~wanted] = status.UNSUPPORTED_MARK
     if n and not wanted.any():
@@ -147,7 +147,7 @@ def segment_clicks(
             "line (squiggle)" if geom.mark == "squiggle" else "point (click)",
             fits,
         )
-    inside = ~outside_slide_mask(clicks, slide.width, slide.height) if n else np.zeros(0, bool)
+    inside = ~clicks.outside(slide.width, slide.height)
     status_of[wanted & ~inside] = status.OUTSIDE_SLIDE
     geoms = Geometries(n, options.spill_dir)
     stages = Stages()
@@ -188,7 +188,7 @@ def segment_clicks(
                 rows = np.flatnonzero(is_squiggle & inside)
                 produced = squiggle_instances(
                     slide,
-                    [clicks.geometry.values[i] for i in rows],
+                    list(clicks.lines[rows]),
                     rows,
                     predictor,
                     grid=grid,
@@ -227,15 +227,15 @@ def segment_clicks(
     )
     area_px = geoms.area  # of the geometry as written
     columns = {
-        "instance_id": clicks["click_id"].to_numpy(np.int64) + 1,
-        "click_id": clicks["click_id"].to_numpy(np.int64),
-        "object": clicks["object"].to_numpy(),
-        "label": clicks["label"].to_numpy(),
-        "status": status_of.astype(str),
+        "instance_id": clicks.click_id + 1,
+        "click_id": clicks.click_id,
+        "object": clicks.object,
+        "label": clicks.label,
+        "status": status_of,
         "score": score,
         "area_px": area_px,
         "area_um2": area_px * slide.mpp**2,
-        "source": clicks["source"].to_numpy(),
+        "source": clicks.source_series(),
     }
     if geoms.spilled:
         return Segmentation(pd.DataFrame(columns), stats, geoms)
@@ -245,7 +245,7 @@ def segment_clicks(
 
 def _points(
     slide: Slide,
-    clicks: gpd.GeoDataFrame,
+    clicks: Clicks,
     is_point: np.ndarray,
     inside: np.ndarray,
     predictor: Predictor,
@@ -258,10 +258,7 @@ def _points(
     stages: Stages,
 ) -> Iterator[PatchBatch]:
     """The point producer over the clicks inside the slide, planned by tile."""
-    xy = np.zeros((len(clicks), 2))
-    if is_point.any():
-        pts = clicks.geometry.values[is_point]
-        xy[is_point] = np.column_stack([shapely.get_x(pts), shapely.get_y(pts)])
+    xy = clicks.xy
     active = np.flatnonzero(is_point & inside)
     uv_all = grid_pixels(xy, grid.f)
     plans = [

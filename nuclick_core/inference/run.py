@@ -17,7 +17,6 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
-import shapely
 
 from nuclick_core import __version__
 from nuclick_core.errors import NuclickError
@@ -25,7 +24,8 @@ from nuclick_core.inference.engine import ModelGeometry, RunOptions, segment_cli
 from nuclick_core.inference.models import ModelCard, load_card, resolve_model
 from nuclick_core.inference.runtime import OnnxPredictor
 from nuclick_core.inference.stain import card_target, normaliser, wants_normalisation
-from nuclick_core.io.annotations import read_annotations, validate_clicks
+from nuclick_core.io.annotations import read_clicks, validate_clicks
+from nuclick_core.io.clicks import Clicks
 from nuclick_core.io.geometries import Geometries
 from nuclick_core.io.instances import write_instances, write_qupath_geojson
 from nuclick_core.io.slides import Slide, open_slide
@@ -34,11 +34,11 @@ from nuclick_core.io.slides import Slide, open_slide
 @dataclass(frozen=True)
 class RunInputs:
     """What a run reads before it segments: the model's card, the open slide and the
-    validated click table."""
+    validated click table (in columns: :class:`~nuclick_core.io.clicks.Clicks`)."""
 
     card: ModelCard
     slide: Slide
-    clicks: gpd.GeoDataFrame
+    clicks: Clicks
     annotations: Path
 
 
@@ -93,7 +93,7 @@ def open_run(
             "pick a model for that object type"
         )
     annotations = Path(annotations)
-    clicks = read_annotations(annotations, default_object=point_object(object_type))
+    clicks = read_clicks(annotations, default_object=point_object(object_type))
     opened = open_slide(slide, mpp=mpp, fallback_mpp=card.mpp)
     try:
         clicks = validate_clicks(clicks, width=opened.width, height=opened.height, path=annotations)
@@ -156,8 +156,7 @@ def run_slide(
                 spill_dir=None if spill_dir is None else str(spill_dir),
             ),
         )
-    centroids = shapely.centroid(run.clicks.geometry.values)
-    click_xy = np.column_stack([shapely.get_x(centroids), shapely.get_y(centroids)])
+    click_xy = run.clicks.xy
     provenance = {
         "package": {"name": "nuclick-wsi", "version": __version__},
         "model": {

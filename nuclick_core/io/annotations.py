@@ -29,10 +29,18 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import shapely
 
 from nuclick_core.errors import AnnotationError
 from nuclick_core.io._readers import OBJECTS, READERS, Mark
+from nuclick_core.io.clicks import (
+    Clicks,
+    check_duplicates,
+    object_array,
+    read_delimited_points,
+    repeated,
+)
 from nuclick_core.io.files import atomic_path
 
 #: File suffixes :func:`read_annotations` reads.
@@ -57,17 +65,12 @@ def _at(x0: float, y0: float, x1: float, y1: float) -> str:
 
 
 def _check_duplicates(table: gpd.GeoDataFrame, where: str | Path) -> None:
-    points = table[table["kind"] == "point"]
-    xy = np.round(shapely.get_coordinates(points.geometry.array), 2) + 0.0
-    seen: dict[tuple[float, float], str] = {}
-    for source, (x, y) in zip(points["source"], xy.tolist(), strict=True):
-        if (x, y) in seen:
-            raise AnnotationError(
-                f"{where}: duplicated click at (x={x:.10g}, y={y:.10g}): {seen[x, y]} and "
-                f"{source}; remove the duplicate, since two clicks on one object would make two "
-                "instances fight for it"
-            )
-        seen[x, y] = source
+    is_point = (table["kind"] == "point").to_numpy(bool)
+    xy = np.zeros((len(table), 2))
+    if is_point.any():
+        xy[is_point] = shapely.get_coordinates(table.geometry.array[is_point])
+    sources = [s if isinstance(s, str) else None for s in table["source"].tolist()]
+    check_duplicates(xy, is_point, pa.array(sources, pa.string()), where)
 
 
 def _check_objects(default_object: str, object_by_label: Mapping[str, str] | None) -> None:
@@ -121,6 +124,18 @@ def read_annotations(
     ...     read_annotations(Path(d) / "c.csv")["source"].tolist()
     ['c.csv:row 1']
     """
+    return read_clicks(path, default_object=default_object, object_by_label=object_by_label).table()
+
+
+def read_clicks(
+    path: str | Path,
+    *,
+    default_object: str = "nucleus",
+    object_by_label: Mapping[str, str] | None = None,
+) -> Clicks:
+    """:func:`read_annotations` in columns (:class:`~nuclick_core.io.clicks.Clicks`), as a
+    run holds them: a CSV of points is read in columns (its rows never become Python
+    objects), every other file mark by mark."""
     path = Path(path)
     _check_objects(default_object, object_by_label)
     reader = READERS.get(path.suffix.lower())
@@ -133,19 +148,33 @@ def read_annotations(
         raise AnnotationError(
             f"annotation file {path} does not exist or is not a file; check the path"
         )
-    marks = reader(path)
-    if not marks:
-        raise AnnotationError(f"{path} holds no marks; add clicks or squiggles to it")
     mapped = object_by_label or {}
-    fallback = {"point": default_object, "squiggle": "gland"}
-    table = _table(
-        [
-            m._replace(object=m.object or mapped.get(m.label or "") or fallback[m.kind])
-            for m in marks
-        ]
-    )
-    _check_duplicates(table, path)
-    return table
+    fast = read_delimited_points(path) if reader is READERS[".csv"] else None
+    if fast is not None:
+        xy, labels, objects, source = fast
+        resolved = repeated(default_object, len(labels))
+        if mapped:
+            by_label = object_array([mapped.get(v or "") for v in labels])
+            resolved = np.where(pd.notna(by_label), by_label, resolved)
+        if objects is not None:
+            resolved = np.where(pd.notna(objects), objects, resolved)
+        clicks = Clicks.points(xy, resolved, labels, source)
+    else:
+        marks = reader(path)
+        if not marks:
+            raise AnnotationError(f"{path} holds no marks; add clicks or squiggles to it")
+        fallback = {"point": default_object, "squiggle": "gland"}
+        clicks = Clicks.of_geometries(
+            object_array([m.kind for m in marks]),
+            object_array([m.geometry for m in marks]),
+            object_array(
+                [m.object or mapped.get(m.label or "") or fallback[m.kind] for m in marks]
+            ),
+            object_array([m.label for m in marks]),
+            [m.source for m in marks],
+        )
+    check_duplicates(clicks.xy, clicks.kind == "point", clicks.source, path)
+    return clicks
 
 
 def click_table_from_points(
@@ -254,8 +283,8 @@ def outside_slide_mask(table: gpd.GeoDataFrame, width: float, height: float) -> 
 
 
 def validate_clicks(
-    table: gpd.GeoDataFrame, *, width: float, height: float, path: str | Path
-) -> gpd.GeoDataFrame:
+    table: gpd.GeoDataFrame | Clicks, *, width: float, height: float, path: str | Path
+) -> gpd.GeoDataFrame | Clicks:
     """Check a click table against a slide's level-0 size.
 
     Only a table whose marks are *all* outside the slide is an error: that almost always means the
@@ -265,7 +294,7 @@ def validate_clicks(
 
     Parameters
     ----------
-    table : GeoDataFrame
+    table : GeoDataFrame or Clicks
         A click table.
     width, height : float
         Level-0 size of the slide in pixels.
@@ -274,7 +303,7 @@ def validate_clicks(
 
     Returns
     -------
-    GeoDataFrame
+    GeoDataFrame or Clicks
         ``table``, unchanged.
 
     Raises
@@ -282,7 +311,8 @@ def validate_clicks(
     AnnotationError
         Missing columns, every mark outside the slide, or duplicated clicks.
     """
-    missing = [c for c in COLUMNS if c not in table.columns]
+    columns = COLUMNS if isinstance(table, Clicks) else table.columns
+    missing = [c for c in COLUMNS if c not in columns]
     if missing:
         raise AnnotationError(
             f"{path}: click table lacks columns {missing}; build it with "
@@ -290,15 +320,21 @@ def validate_clicks(
         )
     if width <= 0 or height <= 0:
         raise AnnotationError(f"{path}: slide size {width}x{height} is not positive")
-    if len(table) and outside_slide_mask(table, width, height).all():
-        bounds = shapely.bounds(table.geometry.array[:3]).tolist()
-        examples = [f"{s} ({_at(*b)})" for s, b in zip(table["source"][:3], bounds, strict=True)]
+    clicks = table if isinstance(table, Clicks) else Clicks.of(table)
+    if len(clicks) and clicks.outside(width, height).all():
+        first = np.arange(min(3, len(clicks)))
+        examples = [
+            f"{s} ({_at(*b)})"
+            for s, b in zip(
+                clicks.source.take(first).to_pylist(), clicks.bounds(first).tolist(), strict=True
+            )
+        ]
         raise AnnotationError(
-            f"{path}: all {len(table)} marks lie outside the slide (width {width}, height "
+            f"{path}: all {len(clicks)} marks lie outside the slide (width {width}, height "
             f"{height}), e.g. {'; '.join(examples)}; check that the annotation file uses level-0 "
             "pixel coordinates"
         )
-    _check_duplicates(table, path)
+    check_duplicates(clicks.xy, clicks.kind == "point", clicks.source, path)
     return table
 
 

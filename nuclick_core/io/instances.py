@@ -142,22 +142,33 @@ _BBOX = pa.struct([(name, pa.float64()) for name in ("xmin", "ymin", "xmax", "ym
 _TEXT = ("object", "label", "status", "source")  # missing (None, NaN, pd.NA): null
 
 
+def _text_column(values: pd.Series) -> pa.Array:
+    """A text column as Arrow strings, missing and non-text values null; a pandas string
+    column converts in its buffers, anything else value by value."""
+    if isinstance(values.dtype, pd.StringDtype):
+        return pa.array(values, from_pandas=True).cast(pa.string())
+    return pa.array([v if isinstance(v, str) else None for v in values.tolist()], pa.string())
+
+
 def _attribute_table(table: pd.DataFrame) -> pa.Table:
     """The table's columns but geometry as Arrow, in table order: the contract's first (text
     as strings, missing values null; ids int64; score float64), then any further columns (a
     conversion's quality flags) as they are."""
+
+    def plain(values: pd.Series) -> pa.Array:
+        if isinstance(values.dtype, np.dtype) and values.dtype.kind in "fiub":  # numbers: buffers
+            return pa.array(values.to_numpy())
+        return pa.array(values.tolist())
+
     columns = {
-        c: pa.array([v if isinstance(v, str) else None for v in table[c].tolist()], pa.string())
-        if c in _TEXT
-        else pa.array(table[c].tolist())
-        for c in INSTANCE_COLUMNS
+        c: _text_column(table[c]) if c in _TEXT else plain(table[c]) for c in INSTANCE_COLUMNS
     }
     columns["instance_id"] = pa.array(table["instance_id"].to_numpy(np.int64))
     columns["click_id"] = pa.array(table["click_id"].to_numpy(np.int64))
     columns["score"] = pa.array(table["score"].to_numpy(np.float64), pa.float64())
     for c in table.columns:
         if c not in columns and c not in ("geometry", "bbox"):
-            columns[c] = pa.array(table[c].tolist())
+            columns[c] = plain(table[c])
     return pa.table(columns)
 
 

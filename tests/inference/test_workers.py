@@ -114,8 +114,10 @@ def test_a_consumer_that_stops_early_leaves_no_thread_behind(crowded) -> None:
     import threading
 
     from nuclick_core.inference.engine import _points
+    from nuclick_core.io.clicks import Clicks
 
-    slide, clicks = crowded
+    slide, table = crowded
+    clicks = Clicks.of(table)
     before = threading.active_count()
     n = len(clicks)
     with Workers(0) as workers:
