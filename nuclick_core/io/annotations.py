@@ -29,14 +29,12 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import shapely
 
 from nuclick_core.errors import AnnotationError
 from nuclick_core.io._readers import OBJECTS, READERS, Mark
 from nuclick_core.io.clicks import (
     Clicks,
-    check_duplicates,
     object_array,
     read_delimited_points,
     repeated,
@@ -65,12 +63,7 @@ def _at(x0: float, y0: float, x1: float, y1: float) -> str:
 
 
 def _check_duplicates(table: gpd.GeoDataFrame, where: str | Path) -> None:
-    is_point = (table["kind"] == "point").to_numpy(bool)
-    xy = np.zeros((len(table), 2))
-    if is_point.any():
-        xy[is_point] = shapely.get_coordinates(table.geometry.array[is_point])
-    sources = [s if isinstance(s, str) else None for s in table["source"].tolist()]
-    check_duplicates(xy, is_point, pa.array(sources, pa.string()), where)
+    Clicks.of(table).check_duplicates(where)
 
 
 def _check_objects(default_object: str, object_by_label: Mapping[str, str] | None) -> None:
@@ -173,7 +166,7 @@ def read_clicks(
             object_array([m.label for m in marks]),
             [m.source for m in marks],
         )
-    check_duplicates(clicks.xy, clicks.kind == "point", clicks.source, path)
+    clicks.check_duplicates(path)
     return clicks
 
 
@@ -274,12 +267,7 @@ def outside_slide_mask(table: gpd.GeoDataFrame, width: float, height: float) -> 
     >>> outside_slide_mask(click_table_from_points([[5, 5], [50, 5]]), 10, 10).tolist()
     [False, True]
     """
-    geoms = np.asarray(table.geometry.array, dtype=object)
-    inside = np.asarray(shapely.intersects(geoms, shapely.box(0, 0, width, height)), dtype=bool)
-    is_point = np.asarray(shapely.get_type_id(geoms) == 0, dtype=bool)
-    x, y = shapely.get_x(geoms[is_point]), shapely.get_y(geoms[is_point])
-    inside[is_point] = (x >= 0) & (x < width) & (y >= 0) & (y < height)
-    return ~inside
+    return Clicks.of(table).outside(width, height)
 
 
 def validate_clicks(
@@ -334,7 +322,7 @@ def validate_clicks(
             f"{height}), e.g. {'; '.join(examples)}; check that the annotation file uses level-0 "
             "pixel coordinates"
         )
-    check_duplicates(clicks.xy, clicks.kind == "point", clicks.source, path)
+    clicks.check_duplicates(path)
     return table
 
 

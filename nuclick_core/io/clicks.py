@@ -16,7 +16,7 @@ the same table for every file the fast one accepts.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import geopandas as gpd
@@ -127,15 +127,11 @@ class Clicks:
             table["label"].to_numpy(dtype=object),
             table["source"].tolist(),
         )
-        return cls(
-            table["click_id"].to_numpy(np.int64),
-            clicks.kind,
-            clicks.object,
-            clicks.label,
-            clicks.source,
-            clicks.xy,
-            clicks.lines,
-        )
+        return replace(clicks, click_id=table["click_id"].to_numpy(np.int64))
+
+    def check_duplicates(self, where: str | Path) -> None:
+        """:func:`check_duplicates` of this table's points."""
+        check_duplicates(self.xy, self.kind == "point", self.source, where)
 
     def geometries(self) -> np.ndarray:
         """Every mark's geometry: the squiggles' own, a shapely Point for each point."""
