@@ -37,6 +37,7 @@ from nuclick_core.io.clicks import (
     Clicks,
     object_array,
     read_delimited_points,
+    read_geoparquet_points,
     repeated,
 )
 from nuclick_core.io.files import atomic_path
@@ -127,8 +128,8 @@ def read_clicks(
     object_by_label: Mapping[str, str] | None = None,
 ) -> Clicks:
     """:func:`read_annotations` in columns (:class:`~nuclick_core.io.clicks.Clicks`), as a
-    run holds them: a CSV of points is read in columns (its rows never become Python
-    objects), every other file mark by mark."""
+    run holds them: a CSV or GeoParquet file of points is read in columns (its rows never
+    become Python objects), every other file mark by mark."""
     path = Path(path)
     _check_objects(default_object, object_by_label)
     reader = READERS.get(path.suffix.lower())
@@ -142,7 +143,11 @@ def read_clicks(
             f"annotation file {path} does not exist or is not a file; check the path"
         )
     mapped = object_by_label or {}
-    fast = read_delimited_points(path) if reader is READERS[".csv"] else None
+    fast = None
+    if reader is READERS[".csv"]:
+        fast = read_delimited_points(path)
+    elif reader is READERS[".parquet"]:
+        fast = read_geoparquet_points(path)
     if fast is not None:
         xy, labels, objects, source = fast
         resolved = repeated(default_object, len(labels))

@@ -16,6 +16,7 @@ the same table for every file the fast one accepts.
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 import shapely
 
 from nuclick_core.errors import AnnotationError
@@ -290,3 +292,65 @@ def read_delimited_points(
     rows = pa.array(np.arange(1, n + 1)).cast(pa.string())
     source = pc.binary_join_element_wise(f"{path.name}:row ", rows, "")
     return np.column_stack([x, y]), labels, objects, source
+
+
+def _text_column(table: pa.Table, name: str | None) -> pa.ChunkedArray | bool | None:
+    """The column ``name`` with nulls as empty text, None when there is no such column, or
+    False when it is not text (the row-by-row reader goes through pandas' conversions)."""
+    if name is None:
+        return None
+    column = table.column(name)
+    if pa.types.is_null(column.type):  # every value missing
+        column = column.cast(pa.string())
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return False
+    return pc.fill_null(column, "")
+
+
+def read_geoparquet_points(
+    path: Path,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, pa.Array] | None:
+    """:func:`read_delimited_points` for a GeoParquet file of points (WKB geometry): the same
+    columns, or None when the row-by-row reader must read it (no ``geo`` metadata, other
+    encodings or geometry types, null, empty or non-finite points, label or object columns
+    that are not text, unknown object names)."""
+    try:
+        schema = pq.read_schema(path)
+        geo = json.loads((schema.metadata or {}).get(b"geo", b"null"))
+        column = geo["primary_column"]
+        if str(geo["columns"][column].get("encoding", "")).upper() != "WKB":
+            return None
+        table = pq.read_table(path)
+    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException):
+        return None
+    n = table.num_rows
+    if n == 0 or table.column(column).null_count:
+        return None
+    geoms = shapely.from_wkb(
+        table.column(column).to_numpy(zero_copy_only=False), on_invalid="ignore"
+    )
+    if np.any(shapely.get_type_id(geoms) != 0) or np.any(shapely.is_empty(geoms)):
+        return None
+    xy = shapely.get_coordinates(geoms)
+    if len(xy) != n or not np.isfinite(xy).all():
+        return None
+    # a pandas index stored as a column (a RangeIndex is stored as a dict, not a column)
+    stored = (schema.pandas_metadata or {}).get("index_columns") or []
+    index = {c for c in stored if isinstance(c, str)}
+    by_name = {c.lower(): c for c in table.column_names if c != column and c not in index}
+    label_name = next((by_name[k] for k in _LABEL_NAMES if k in by_name), None)
+    label_col, object_col = (
+        _text_column(table, label_name),
+        _text_column(table, by_name.get("object")),
+    )
+    if label_col is False or object_col is False:
+        return None
+    labels = repeated(None, n) if label_col is None else _per_value(label_col, _text)
+    objects = None
+    if object_col is not None:
+        try:
+            objects = _per_value(object_col, lambda v: _object(v, str(path)))
+        except AnnotationError:
+            return None
+    rows = pa.array(np.arange(1, n + 1)).cast(pa.string())
+    return xy, labels, objects, pc.binary_join_element_wise(f"{path.name}:row ", rows, "")

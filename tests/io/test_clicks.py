@@ -17,6 +17,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from shapely.geometry import LineString, Point
 
 from nuclick_core.errors import AnnotationError
 from nuclick_core.io._readers import READERS
@@ -27,14 +28,19 @@ from nuclick_core.io.annotations import (
     read_clicks,
     validate_clicks,
 )
-from nuclick_core.io.clicks import Clicks, check_duplicates, read_delimited_points
+from nuclick_core.io.clicks import (
+    Clicks,
+    check_duplicates,
+    read_delimited_points,
+    read_geoparquet_points,
+)
 
 
 def row_by_row(path: Path, default_object: str = "nucleus", mapped=None) -> gpd.GeoDataFrame:
     """The click table as the reader built it before the fast path: marks, then a table."""
     mapped = mapped or {}
     fallback = {"point": default_object, "squiggle": "gland"}
-    marks = READERS[".csv"](path)
+    marks = READERS[path.suffix.lower()](path)
     resolved = [
         m._replace(object=m.object or mapped.get(m.label or "") or fallback[m.kind]) for m in marks
     ]
@@ -125,6 +131,79 @@ def test_the_fast_reader_leaves_other_files_to_the_row_by_row_reader(tmp_path, t
         assert str(got.value) == str(exc)
     else:
         assert_same_table(read_annotations(path), want)
+
+
+PARQUET_TEXT = st.one_of(st.none(), LABELS)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.floats(-1e6, 1e6, allow_nan=False),
+            st.floats(-1e6, 1e6, allow_nan=False),
+            PARQUET_TEXT,
+            st.one_of(st.none(), OBJECT_TEXT),
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    label_name=st.sampled_from(["label", "Class", "name", "other"]),
+    with_object=st.booleans(),
+    mapped=st.booleans(),
+)
+def test_the_geoparquet_reader_gives_the_row_by_row_table(
+    tmp_path_factory, rows, label_name, with_object, mapped
+) -> None:
+    path = tmp_path_factory.mktemp("pq") / "c.parquet"
+    columns = {label_name: [r[2] for r in rows]}
+    if with_object:
+        columns["object"] = [r[3] for r in rows]
+    points = gpd.points_from_xy([r[0] for r in rows], [r[1] for r in rows])
+    gpd.GeoDataFrame(columns, geometry=points).to_parquet(path)
+    assert read_geoparquet_points(path) is not None
+    label_map = {"tumour": "cell"} if mapped else None
+    try:
+        want = row_by_row(path, mapped=label_map)
+    except AnnotationError as exc:
+        with pytest.raises(AnnotationError) as got:
+            read_annotations(path, object_by_label=label_map)
+        assert str(got.value) == str(exc)
+    else:
+        assert_same_table(read_annotations(path, object_by_label=label_map), want)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        lambda: gpd.GeoDataFrame({"label": ["a", "b"]}, geometry=[Point(1, 2), None]),
+        lambda: gpd.GeoDataFrame(geometry=[Point(1, 2), LineString([(0, 0), (5, 5)])]),
+        lambda: gpd.GeoDataFrame({"label": [1, None]}, geometry=[Point(1, 2), Point(3, 4)]),
+        lambda: gpd.GeoDataFrame({"object": ["gland?", "cell"]}, geometry=[Point(1, 2)] * 2),
+        lambda: gpd.GeoDataFrame(geometry=[Point(1, 2), Point()]),
+        lambda: gpd.GeoDataFrame(geometry=[Point(1, 2), Point(float("inf"), 4)]),
+    ],
+)
+def test_the_geoparquet_reader_leaves_other_files_to_the_row_by_row_reader(tmp_path, frame) -> None:
+    path = tmp_path / "c.parquet"
+    frame().to_parquet(path)
+    assert read_geoparquet_points(path) is None
+    try:
+        want = row_by_row(path)
+    except AnnotationError as exc:
+        with pytest.raises(AnnotationError) as got:
+            read_annotations(path)
+        assert str(got.value) == str(exc)
+    else:
+        assert_same_table(read_annotations(path), want)
+
+
+def test_an_empty_geoparquet_file_is_refused_by_name(tmp_path) -> None:
+    path = tmp_path / "empty.parquet"
+    gpd.GeoDataFrame({"label": []}, geometry=gpd.GeoSeries([])).to_parquet(path)
+    assert read_geoparquet_points(path) is None
+    with pytest.raises(AnnotationError, match=r"empty\.parquet holds no marks"):
+        read_annotations(path)
 
 
 def test_a_bad_number_is_named_by_row_and_line(tmp_path) -> None:
