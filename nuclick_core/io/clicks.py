@@ -235,6 +235,24 @@ def _per_value(column: pa.ChunkedArray, parse) -> np.ndarray:
     return values[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
+def _point_columns(
+    path: Path, xy: np.ndarray, label: pa.ChunkedArray | None, obj: pa.ChunkedArray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, pa.Array] | None:
+    """``(xy, label, object, source)`` from a file's text columns (the sources are
+    ``NAME:row K``), or None when an object name is unknown (the row-by-row reader names the
+    row)."""
+    n = len(xy)
+    labels = repeated(None, n) if label is None else _per_value(label, _text)
+    objects = None
+    if obj is not None:
+        try:
+            objects = _per_value(obj, lambda v: _object(v, str(path)))
+        except AnnotationError:
+            return None
+    rows = pa.array(np.arange(1, n + 1)).cast(pa.string())
+    return xy, labels, objects, pc.binary_join_element_wise(f"{path.name}:row ", rows, "")
+
+
 def read_delimited_points(
     path: Path,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, pa.Array] | None:
@@ -282,16 +300,10 @@ def read_delimited_points(
     x, y = _numbers(table.column(ix)), _numbers(table.column(iy))
     if x is None or y is None:
         return None
-    labels = repeated(None, n) if ilabel is None else _per_value(table.column(ilabel), _text)
-    objects = None
-    if iobject is not None:
-        try:
-            objects = _per_value(table.column(iobject), lambda v: _object(v, str(path)))
-        except AnnotationError:
-            return None
-    rows = pa.array(np.arange(1, n + 1)).cast(pa.string())
-    source = pc.binary_join_element_wise(f"{path.name}:row ", rows, "")
-    return np.column_stack([x, y]), labels, objects, source
+    label = None if ilabel is None else table.column(ilabel)
+    return _point_columns(
+        path, np.column_stack([x, y]), label, None if iobject is None else table.column(iobject)
+    )
 
 
 def _text_column(table: pa.Table, name: str | None) -> pa.ChunkedArray | bool | None:
@@ -345,12 +357,4 @@ def read_geoparquet_points(
     )
     if label_col is False or object_col is False:
         return None
-    labels = repeated(None, n) if label_col is None else _per_value(label_col, _text)
-    objects = None
-    if object_col is not None:
-        try:
-            objects = _per_value(object_col, lambda v: _object(v, str(path)))
-        except AnnotationError:
-            return None
-    rows = pa.array(np.arange(1, n + 1)).cast(pa.string())
-    return xy, labels, objects, pc.binary_join_element_wise(f"{path.name}:row ", rows, "")
+    return _point_columns(path, xy, label_col, object_col)
