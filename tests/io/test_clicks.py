@@ -57,6 +57,18 @@ def assert_same_table(got: gpd.GeoDataFrame, want: gpd.GeoDataFrame) -> None:
     assert [g.wkb for g in got.geometry] == [g.wkb for g in want.geometry]
 
 
+def assert_reads_like_row_by_row(path: Path, mapped=None) -> None:
+    """read_annotations gives the row-by-row reader's table, or raises its error word for word."""
+    try:
+        want = row_by_row(path, mapped=mapped)
+    except AnnotationError as exc:
+        with pytest.raises(AnnotationError) as got:
+            read_annotations(path, object_by_label=mapped)
+        assert str(got.value) == str(exc)
+    else:
+        assert_same_table(read_annotations(path, object_by_label=mapped), want)
+
+
 NUMBERS = st.one_of(
     st.floats(-1e6, 1e6, allow_nan=False).map(repr),
     st.floats(0, 1e5, allow_nan=False).map(lambda v: f"{v:.3e}"),
@@ -123,14 +135,7 @@ def test_the_fast_reader_leaves_other_files_to_the_row_by_row_reader(tmp_path, t
     path = tmp_path / "c.csv"
     path.write_text(text)
     assert read_delimited_points(path) is None
-    try:
-        want = row_by_row(path)
-    except AnnotationError as exc:
-        with pytest.raises(AnnotationError) as got:
-            read_annotations(path)
-        assert str(got.value) == str(exc)
-    else:
-        assert_same_table(read_annotations(path), want)
+    assert_reads_like_row_by_row(path)
 
 
 PARQUET_TEXT = st.one_of(st.none(), LABELS)
@@ -163,14 +168,7 @@ def test_the_geoparquet_reader_gives_the_row_by_row_table(
     gpd.GeoDataFrame(columns, geometry=points).to_parquet(path)
     assert read_geoparquet_points(path) is not None
     label_map = {"tumour": "cell"} if mapped else None
-    try:
-        want = row_by_row(path, mapped=label_map)
-    except AnnotationError as exc:
-        with pytest.raises(AnnotationError) as got:
-            read_annotations(path, object_by_label=label_map)
-        assert str(got.value) == str(exc)
-    else:
-        assert_same_table(read_annotations(path, object_by_label=label_map), want)
+    assert_reads_like_row_by_row(path, label_map)
 
 
 @pytest.mark.parametrize(
@@ -188,14 +186,7 @@ def test_the_geoparquet_reader_leaves_other_files_to_the_row_by_row_reader(tmp_p
     path = tmp_path / "c.parquet"
     frame().to_parquet(path)
     assert read_geoparquet_points(path) is None
-    try:
-        want = row_by_row(path)
-    except AnnotationError as exc:
-        with pytest.raises(AnnotationError) as got:
-            read_annotations(path)
-        assert str(got.value) == str(exc)
-    else:
-        assert_same_table(read_annotations(path), want)
+    assert_reads_like_row_by_row(path)
 
 
 def test_an_empty_geoparquet_file_is_refused_by_name(tmp_path) -> None:

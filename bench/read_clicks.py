@@ -1,0 +1,69 @@
+"""Reading and validating a large click file, in columns and mark by mark; prints JSON.
+
+usage: python bench/read_clicks.py [--csv CLICKS.csv]  (default: the 40,960 px bench slide's)
+
+The CSV is the 564,000 clicks of ``bench/large_slide.py``'s 40,960 px slide (run that first);
+the same points are also written as GeoParquet beside it. Each format is read with
+``read_clicks`` + ``validate_clicks`` as ``nuclick segment`` does, once through its column path
+and once with that path switched off (the mark-by-mark reader). ``peak_mb`` and ``held_mb`` are
+tracemalloc's Python allocations: Arrow's own memory pool is not in them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import tracemalloc
+from contextlib import nullcontext
+from pathlib import Path
+from unittest import mock
+
+import geopandas as gpd
+import pandas as pd
+
+from nuclick_core.io import annotations as annotations_module
+from nuclick_core.io.annotations import read_clicks, validate_clicks
+
+DEFAULT = Path.home() / ".cache/nuclick-wsi/bench/cmu_small_region_mosaic_20x20.clicks.csv"
+COLUMN_PATHS = {".csv": "read_delimited_points", ".parquet": "read_geoparquet_points"}
+
+
+def measure(path: Path, columns: bool) -> dict:
+    off = mock.patch.object(annotations_module, COLUMN_PATHS[path.suffix], lambda p: None)
+    with nullcontext() if columns else off:
+        tracemalloc.start()
+        t0 = time.perf_counter()
+        clicks = read_clicks(path)
+        x1, y1 = clicks.xy.max(0) + 1
+        validate_clicks(clicks, width=float(x1), height=float(y1), path=path)
+        seconds = time.perf_counter() - t0
+        held, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return {
+        "file": path.name,
+        "reader": "columns" if columns else "mark by mark",
+        "clicks": len(clicks.click_id),
+        "seconds": round(seconds, 2),
+        "held_mb": round(held / 1e6, 1),
+        "peak_mb": round(peak / 1e6, 1),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--csv", type=Path, default=DEFAULT)
+    args = ap.parse_args()
+    if not args.csv.is_file():
+        raise SystemExit(f"{args.csv} does not exist; run python bench/large_slide.py first")
+    parquet = args.csv.with_suffix(".parquet")
+    if not parquet.exists():
+        frame = pd.read_csv(args.csv)
+        points = gpd.points_from_xy(frame.pop("x"), frame.pop("y"))
+        gpd.GeoDataFrame(frame, geometry=points).to_parquet(parquet)
+    runs = [measure(p, columns) for p in (args.csv, parquet) for columns in (True, False)]
+    print(json.dumps({"runs": runs}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
