@@ -19,7 +19,13 @@ import numpy as np
 import pandas as pd
 
 from nuclick_core.inference.models import ModelCard
-from nuclick_core.inference.patches import ExclusionIndex, PatchPlan, grid_pixels, plan_tiles
+from nuclick_core.inference.patches import (
+    DONE,
+    ExclusionIndex,
+    PatchPlan,
+    grid_pixels,
+    plan_tiles,
+)
 from nuclick_core.inference.postprocess import PostprocessParams
 from nuclick_core.inference.producers import (
     Grid,
@@ -53,6 +59,9 @@ class RunOptions:
         written (memory stays flat however many clicks a slide has); None keeps them in memory.
         When set, the :class:`Segmentation`'s table has no geometry column: its
         ``geometries`` hold them, until closed.
+    settle_every : instances added between two settlements; each settles what no later patch
+        reaches, so the instances held are a strip along the lower edge of each tile row plus
+        the tiles being read, not the slide's width.
     """
 
     tile: int = 1024
@@ -61,6 +70,7 @@ class RunOptions:
     readers: int = 2
     progress_every: float = 0.0
     spill_dir: str | None = None
+    settle_every: int = 512
 
 
 @dataclass(frozen=True)
@@ -198,7 +208,7 @@ def segment_clicks(
                     batch_size=batch_size,
                     exclusion=exclusion,
                 )
-            done, flushed_at = 0, -np.inf
+            done, held_after_flush = 0, 0
             progress = Progress(
                 int((wanted & inside).sum()),
                 noun="clicks" if geom.mark == "point" else "squiggles",
@@ -211,10 +221,13 @@ def segment_clicks(
                         settler.add(inst)
                 done += len(batch.results)
                 progress.update(done)
-                if batch.frontier is not None and batch.frontier >= flushed_at + options.tile / 2:
-                    settler.flush(batch.frontier, geom.patch_size)
-                    flushed_at = batch.frontier
-            settler.flush(np.inf, geom.patch_size)
+                if (
+                    batch.reach is not None
+                    and len(settler.held) >= held_after_flush + options.settle_every
+                ):
+                    settler.flush(batch.reach, geom.patch_size)
+                    held_after_flush = len(settler.held)
+            settler.flush(DONE, geom.patch_size)
             progress.finish(done)
     except BaseException:  # a failed run leaves no spill file behind
         geoms.close()
@@ -237,10 +250,13 @@ def segment_clicks(
         "area_um2": area_px * slide.mpp**2,
         "source": clicks.source_series(),
     }
+    # copy=False: the table takes the run's arrays as they are (half a million clicks would
+    # otherwise cost a second copy of each column)
     if geoms.spilled:
-        return Segmentation(pd.DataFrame(columns), stats, geoms)
+        return Segmentation(pd.DataFrame(columns, copy=False), stats, geoms)
     geometry = gpd.GeoSeries(geoms.array(), crs=None)
-    return Segmentation(gpd.GeoDataFrame(columns, geometry=geometry, crs=None), stats, geoms)
+    table = gpd.GeoDataFrame(columns, geometry=geometry, crs=None, copy=False)
+    return Segmentation(table, stats, geoms)
 
 
 def _points(
@@ -262,7 +278,7 @@ def _points(
     active = np.flatnonzero(is_point & inside)
     uv_all = grid_pixels(xy, grid.f)
     plans = [
-        PatchPlan(active[p.click_index], p.origin_uv, p.region)
+        PatchPlan(active[p.click_index], p.origin_uv, p.region, p.row)
         for p in plan_tiles(uv_all[active], patch_size=geom.patch_size, tile=options.tile)
     ]
     # Exclusion maps see every point click, also those outside the slide.

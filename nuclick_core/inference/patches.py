@@ -25,11 +25,70 @@ class PatchPlan:
     click_index : int (K,) row indices into the click arrays.
     origin_uv : int (K, 2) grid (u, v) of each patch's top-left pixel.
     region : (u0, v0, width, height) grid region covering all K patches.
+    row : the tile row of the plan's clicks (:func:`plan_tiles`); it only groups plans for
+        :class:`LaterPatches`, so any grouping is correct, a row-major one keeps memory low.
     """
 
     click_index: np.ndarray
     origin_uv: np.ndarray
     region: tuple[int, int, int, int]
+    row: int = 0
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Where the patches still to come lie, on the model grid: those of later tile rows have
+    their tops at or below ``below``; the rest of the current tile row have their tops at or
+    below ``row_top`` and their left edges at or right of ``row_left``."""
+
+    below: float
+    row_top: float
+    row_left: float
+
+    def clear_of(self, bottom: float, right: float) -> bool:
+        """True when no patch still to come overlaps a box ending at grid row ``bottom`` and
+        column ``right`` (exclusive): a patch reaches down and right of its top-left pixel."""
+        return bottom <= self.below and (bottom <= self.row_top or right <= self.row_left)
+
+
+#: No patch is still to come.
+DONE = Reach(np.inf, np.inf, np.inf)
+
+
+class LaterPatches:
+    """The :class:`Reach` of the patches after the first ``done`` of ``plans`` (taken in order,
+    row by row), from per-plan minima: a few numbers per plan, not per click."""
+
+    def __init__(self, plans: list[PatchPlan]) -> None:
+        self.plans = plans
+        sizes = np.array([len(p.click_index) for p in plans], np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(sizes)])
+        n = len(plans)
+        # per plan: the minima over the later plans of its row, and over the later rows
+        self.row_top, self.row_left, self.below = (np.full(n + 1, np.inf) for _ in range(3))
+        for j in range(n - 1, -1, -1):
+            p, nxt = plans[j], plans[j + 1] if j + 1 < n else None
+            same = nxt is not None and nxt.row == p.row
+            top, left = p.origin_uv[:, 1].min(), p.origin_uv[:, 0].min()
+            self.row_top[j] = min(top, self.row_top[j + 1]) if same else top
+            self.row_left[j] = min(left, self.row_left[j + 1]) if same else left
+            # the next plan starts a row: everything after this row begins there
+            self.below[j] = (
+                self.below[j + 1] if same else min(self.row_top[j + 1], self.below[j + 1])
+            )
+
+    def after(self, done: int) -> Reach:
+        """The reach of the patches from the ``done``-th on (0-based, in plan order)."""
+        if done >= self.starts[-1]:
+            return DONE
+        j = int(np.searchsorted(self.starts, done, side="right")) - 1
+        p, i = self.plans[j], done - int(self.starts[j])
+        rest = p.origin_uv[i:]
+        same = j + 1 < len(self.plans) and self.plans[j + 1].row == p.row
+        top, left = float(rest[:, 1].min()), float(rest[:, 0].min())
+        if same:
+            top, left = min(top, self.row_top[j + 1]), min(left, self.row_left[j + 1])
+        return Reach(float(self.below[j]), top, left)
 
 
 def grid_pixels(level0_xy: np.ndarray, f: float) -> np.ndarray:
@@ -53,14 +112,17 @@ def plan_tiles(click_uv: np.ndarray, *, patch_size: int, tile: int) -> Iterator[
         origins = click_uv[group] - half
         u0, v0 = origins.min(0)
         u1, v1 = origins.max(0) + patch_size
-        yield PatchPlan(group, origins, (int(u0), int(v0), int(u1 - u0), int(v1 - v0)))
+        region = (int(u0), int(v0), int(u1 - u0), int(v1 - v0))
+        yield PatchPlan(group, origins, region, int(tiles[group[0], 1]))
 
 
 class ExclusionIndex:
     """Finds the other clicks inside a patch (for the exclusion map)."""
 
     def __init__(self, click_uv: np.ndarray, ids: np.ndarray | None = None) -> None:
-        self.uv = np.asarray(click_uv).reshape(-1, 2)
+        # float64 and contiguous, so the tree holds these very positions rather than a copy
+        # (grid pixels are integers, exact in float64)
+        self.uv = np.ascontiguousarray(np.asarray(click_uv, np.float64).reshape(-1, 2))
         self.ids = np.arange(len(self.uv)) if ids is None else np.asarray(ids)
         self.tree = cKDTree(self.uv) if len(self.uv) else None
 
@@ -76,7 +138,7 @@ class ExclusionIndex:
             return np.zeros((0, 2))
         local = self.uv[near] - origin_uv
         inside = np.all((local >= 0) & (local < patch_size), axis=1)
-        return local[inside].astype(np.float64)
+        return local[inside]
 
 
 def build_inputs(

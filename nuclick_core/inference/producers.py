@@ -24,7 +24,13 @@ from typing import Any
 import numpy as np
 import shapely
 
-from nuclick_core.inference.patches import ExclusionIndex, PatchPlan, build_inputs
+from nuclick_core.inference.patches import (
+    ExclusionIndex,
+    LaterPatches,
+    PatchPlan,
+    Reach,
+    build_inputs,
+)
 from nuclick_core.inference.postprocess import PostprocessParams
 from nuclick_core.inference.runtime import Predictor
 from nuclick_core.inference.signals import polyline_map
@@ -65,12 +71,12 @@ class PatchBatch:
     """What a producer hands the consumer after one predictor call.
 
     results : (row of the click table, status, instance or None) per mark of the batch.
-    frontier : grid rows above this are out of reach of every later patch, so instances there
-        can be settled; None when the producer cannot say (settled at the end).
+    reach : where the patches after this batch lie (instances out of their reach can be
+        settled); None when the producer cannot say (settled at the end).
     """
 
     results: list[tuple[int, str, PatchInstance | None]]
-    frontier: float | None
+    reach: Reach | None
 
 
 def on_glass(batch: np.ndarray, half: int) -> np.ndarray:
@@ -209,10 +215,8 @@ def point_instances(
             predicted.put(exc)
 
     inference = threading.Thread(target=infer, daemon=True)
-    # Rows above `frontier[k]` are out of reach of every patch after the k-th.
-    tops = np.concatenate([p.origin_uv[:, 1] for p in plans]) if plans else np.zeros(0)
-    frontier = np.append(np.minimum.accumulate(tops[::-1])[::-1], np.inf)
-    in_flight: deque[tuple[Any, float]] = deque()
+    later = LaterPatches(plans)
+    in_flight: deque[tuple[Any, Reach]] = deque()
     depth = 2 * workers.n
 
     def collect() -> PatchBatch:
@@ -232,7 +236,7 @@ def point_instances(
             done += len(meta)
             rows, origins = [m[0] for m in meta], [m[1] for m in meta]
             args = (probs, rows, origins, glass, (grid.width, grid.height), params)
-            in_flight.append((workers.submit(point_results, *args), float(frontier[done])))
+            in_flight.append((workers.submit(point_results, *args), later.after(done)))
             while len(in_flight) > depth:
                 yield collect()
         while in_flight:

@@ -17,6 +17,7 @@ import numpy as np
 import shapely
 from scipy import ndimage as ndi
 
+from nuclick_core.inference.patches import Reach
 from nuclick_core.io import status
 from nuclick_core.io.geometries import Geometries
 
@@ -34,6 +35,8 @@ class PatchInstance:
     click_rc : grid (row, col) of the click.
     anchor : for squiggles, bool (h, w) of the squiggle's pixels over the same box; every
         component still holding one is kept (a gland may be several pieces along its squiggle).
+    settled : set by :class:`Settler` once the instance's final mask is decided (it may still
+        be held as a neighbour of instances not yet settled).
     """
 
     click_id: int
@@ -43,6 +46,7 @@ class PatchInstance:
     prob: np.ndarray
     click_rc: tuple[int, int]
     anchor: np.ndarray | None = None
+    settled: bool = False
 
     @property
     def box(self) -> tuple[int, int, int, int]:
@@ -162,8 +166,11 @@ class Settler:
     comparison); ``polygonise`` maps a list of (mask, row0, col0) on the model grid to their
     level-0 polygons, in order. Results land in ``geoms`` (:class:`Geometries`), ``score`` and
     ``status`` (arrays over the click table's rows, owned by the engine); ``timed(stage)``
-    times the settling.
+    times the settling. Settled masks are polygonised and stored :data:`CHUNK` at a time, so
+    a flush holds at most that many polygons and their WKB, however wide the slide.
     """
+
+    CHUNK = 2048
 
     def __init__(
         self,
@@ -177,33 +184,40 @@ class Settler:
         self.settle, self.polygonise, self.timed = settle, polygonise, timed
         self.geoms, self.score, self.status = geoms, score, status_of
         self.held: list[PatchInstance] = []
-        self.settled: set[int] = set()
         self.peak = 0
 
     def add(self, inst: PatchInstance) -> None:
         self.held.append(inst)
         self.peak = max(self.peak, len(self.held))
 
-    def flush(self, frontier: float, patch_size: int) -> None:
-        """Settle held instances that lie above ``frontier`` (no later patch reaches them);
-        forget those no unsettled instance can overlap any more."""
+    def flush(self, reach: Reach, patch_size: int) -> None:
+        """Settle the held instances that no patch still to come (``reach``) overlaps; forget
+        the settled ones that nothing unsettled or still to come can overlap: their box grown
+        by a patch is out of reach (an overlapping instance is at most a patch in size)."""
         targets = [
             k
             for k, inst in enumerate(self.held)
-            if inst.box[2] <= frontier and inst.click_id not in self.settled
+            if not inst.settled and reach.clear_of(inst.box[2], inst.box[3])
         ]
         with self.timed("settle"):
-            masks = self.settle(self.held, targets).values()
-        done: list[tuple[PatchInstance, np.ndarray]] = []
-        for k, mask in zip(targets, masks, strict=True):
-            inst = self.held[k]
-            self.settled.add(inst.click_id)
-            if mask is None:
-                self.status[inst.click_id] = status.LOST_TO_NEIGHBOUR
-            else:
-                done.append((inst, mask))
-        polys = self.polygonise([(mask, inst.row0, inst.col0) for inst, mask in done])
-        self.geoms.put([inst.click_id for inst, _ in done], polys)
-        for inst, mask in done:
-            self.score[inst.click_id] = float(inst.prob[mask].mean())
-        self.held = [i for i in self.held if i.box[2] + patch_size > frontier]
+            masks = list(self.settle(self.held, targets).values())
+        for start in range(0, len(targets), self.CHUNK):
+            done: list[tuple[PatchInstance, np.ndarray]] = []
+            for k, mask in zip(
+                targets[start : start + self.CHUNK], masks[start : start + self.CHUNK], strict=True
+            ):
+                inst = self.held[k]
+                inst.settled = True
+                if mask is None:
+                    self.status[inst.click_id] = status.LOST_TO_NEIGHBOUR
+                else:
+                    done.append((inst, mask))
+            polys = self.polygonise([(mask, inst.row0, inst.col0) for inst, mask in done])
+            self.geoms.put([inst.click_id for inst, _ in done], polys)
+            for inst, mask in done:
+                self.score[inst.click_id] = float(inst.prob[mask].mean())
+            del polys, done
+        p = patch_size
+        self.held = [
+            i for i in self.held if not (i.settled and reach.clear_of(i.box[2] + p, i.box[3] + p))
+        ]

@@ -84,7 +84,7 @@ def write_instances(
     if geometries is None:
         geometries = Geometries.of(table.geometry.values)
     order = hilbert_order(np.asarray(sort_xy, np.float64))
-    attributes = _attribute_table(table).take(pa.array(order))
+    attributes = _attribute_table(table)  # in table order; each row group takes its rows
     has = geometries.present
     bounds = geometries.bounds
     extent = (
@@ -126,7 +126,7 @@ def write_instances(
     with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
         for start in range(0, max(len(order), 1), ROW_GROUP_SIZE):
             rows = order[start : start + ROW_GROUP_SIZE]
-            part = attributes.slice(start, len(rows))
+            part = attributes.take(pa.array(rows))
             box, present = bounds[rows], has[rows]
             bbox = pa.StructArray.from_arrays(
                 [pa.array(box[:, k], pa.float64(), mask=~present) for k in range(4)],

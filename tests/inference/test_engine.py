@@ -168,7 +168,7 @@ def test_memory_is_bounded_by_a_band_of_tiles(tmp_path) -> None:
         DarknessPredictor(64),
         geom,
         batch_size=8,
-        options=RunOptions(tile=64),
+        options=RunOptions(tile=64, settle_every=8),
     )
     a = streamed.table
     b = segment_clicks(
@@ -182,6 +182,50 @@ def test_memory_is_bounded_by_a_band_of_tiles(tmp_path) -> None:
     assert _geometries_equal(a, b)
     assert (a["status"] == "ok").all()
     assert streamed.stats.peak_held_instances < len(centres) / 3
+
+
+def _tables_identical(a, b) -> bool:
+    score_a, score_b = a["score"].to_numpy(), b["score"].to_numpy()
+    same_score = (score_a == score_b) | (np.isnan(score_a) & np.isnan(score_b))
+    return _geometries_equal(a, b) and bool(same_score.all())
+
+
+@pytest.mark.parametrize("overlap", ["resolve", "last_wins"])
+def test_a_wide_slide_holds_a_strip_of_each_tile_row_not_the_row(tmp_path, overlap) -> None:
+    """Settling what no later patch reaches, also within a tile row, gives the table of a run
+    that settles everything at the end, while holding far fewer instances than a tile row has
+    clicks."""
+    from PIL import Image
+
+    from tests.conftest import disks_image
+
+    rng = np.random.default_rng(3)
+    centres = rng.uniform([8, 8], [3064, 760], (900, 2))  # touching and overlapping disks
+    path = tmp_path / "wide.png"
+    Image.fromarray(disks_image(shape=(768, 3072), centres=centres, radius=6)).save(path)
+    slide = open_slide(path, mpp=0.5, fallback_mpp=0.5)
+    geom = ModelGeometry(64, 0.5, PARAMS)
+
+    def run(**options):
+        return segment_clicks(
+            slide,
+            click_table(centres),
+            DarknessPredictor(64),
+            geom,
+            batch_size=8,
+            options=RunOptions(**options),
+            overlap=overlap,
+        )
+
+    streamed = run(tile=256, settle_every=16)
+    at_the_end = run(tile=100000)
+    assert at_the_end.stats.peak_held_instances == len(centres)
+    assert _tables_identical(streamed.table, at_the_end.table)
+    assert _tables_identical(run(tile=256).table, at_the_end.table)
+    if overlap == "resolve":
+        assert (streamed.table["status"] == "lost_to_neighbour").sum() < 20
+    per_tile_row = len(centres) / 3
+    assert streamed.stats.peak_held_instances < 0.75 * per_tile_row
 
 
 class _FixedPredictor:

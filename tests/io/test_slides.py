@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from nuclick_core.errors import SlideError
+from nuclick_core.io import slides
 from nuclick_core.io.slides import best_level, open_slide, read_grid_region
 
 tifffile = pytest.importorskip("tifffile")
@@ -60,6 +61,19 @@ def test_resampled_region_is_independent_of_the_window(tmp_path, smooth_image) -
     whole = read_grid_region(slide, 0, 0, 120, 80, target_mpp=0.6)
     part = read_grid_region(slide, 37, 21, 40, 30, target_mpp=0.6)
     assert np.array_equal(whole[21:51, 37:77], part)
+    slide.close()
+
+
+@pytest.mark.parametrize("target_mpp", [0.125, 0.6])  # up- and down-sampled
+def test_region_resampled_in_strips_equals_the_region_at_once(
+    tmp_path, smooth_image, monkeypatch, target_mpp
+) -> None:
+    slide = open_slide(_pyramid(tmp_path / "s.tif", smooth_image), fallback_mpp=0.5)
+    monkeypatch.setattr(slides, "RESAMPLE_STRIP", 10**6)
+    at_once = read_grid_region(slide, -3, 7, 150, 141, target_mpp=target_mpp)
+    for strip in (7, 64):
+        monkeypatch.setattr(slides, "RESAMPLE_STRIP", strip)
+        assert np.array_equal(read_grid_region(slide, -3, 7, 150, 141, target_mpp), at_once)
     slide.close()
 
 
