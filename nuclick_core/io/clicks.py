@@ -60,7 +60,7 @@ class Clicks:
     click_id : int64 (N,).
     kind, object : object (N,) of str (``"point"``/``"squiggle"``; the object type).
     label : object (N,) of str or None.
-    source : Arrow string array (N,): file and row or feature.
+    source : Arrow large_string array (N,): file and row or feature.
     xy : float64 (N, 2): a point's level-0 position, a squiggle's centroid.
     lines : object (N,): a squiggle's LineString/MultiLineString, None for a point.
     """
@@ -155,9 +155,15 @@ class Clicks:
         geometry = gpd.GeoSeries(self.geometries(), crs=None)
         return gpd.GeoDataFrame(columns, geometry=geometry, crs=None)
 
+    def __post_init__(self) -> None:
+        # large_string, the type of pandas' Arrow strings: the instance table's source column
+        # then shares this buffer instead of copying it (60 bytes a click)
+        if not pa.types.is_large_string(self.source.type):
+            object.__setattr__(self, "source", self.source.cast(pa.large_string()))
+
     def source_series(self) -> pd.Series:
         """``source`` as a pandas string column that stays in its Arrow buffer."""
-        arrow = self.source.cast(pa.large_string())
+        arrow = self.source
         return pd.Series(pd.arrays.ArrowStringArray(arrow)).astype(
             pd.StringDtype("pyarrow", na_value=np.nan)
         )

@@ -84,7 +84,16 @@ def write_instances(
     if geometries is None:
         geometries = Geometries.of(table.geometry.values)
     order = hilbert_order(np.asarray(sort_xy, np.float64))
-    attributes = _attribute_table(table)  # in table order; each row group takes its rows
+    # in table order, text possibly as large_string (a run's source column stays in its
+    # buffer); each row group takes its rows and casts them to the file's schema
+    attributes = _attribute_table(table)
+    columns = attributes.schema
+    columns = pa.schema(
+        [
+            pa.field(f.name, pa.string()) if pa.types.is_large_string(f.type) else f
+            for f in columns
+        ]
+    )
     has = geometries.present
     bounds = geometries.bounds
     extent = (
@@ -117,7 +126,7 @@ def write_instances(
             }
         },
     }
-    schema = attributes.schema.append(pa.field("geometry", pa.binary())).append(
+    schema = columns.append(pa.field("geometry", pa.binary())).append(
         pa.field("bbox", _BBOX)
     )
     schema = schema.with_metadata(
@@ -126,7 +135,7 @@ def write_instances(
     with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
         for start in range(0, max(len(order), 1), ROW_GROUP_SIZE):
             rows = order[start : start + ROW_GROUP_SIZE]
-            part = attributes.take(pa.array(rows))
+            part = attributes.take(pa.array(rows)).cast(columns)
             box, present = bounds[rows], has[rows]
             bbox = pa.StructArray.from_arrays(
                 [pa.array(box[:, k], pa.float64(), mask=~present) for k in range(4)],
@@ -144,9 +153,11 @@ _TEXT = ("object", "label", "status", "source")  # missing (None, NaN, pd.NA): n
 
 def _text_column(values: pd.Series) -> pa.Array:
     """A text column as Arrow strings, missing and non-text values null; a pandas string
-    column converts in its buffers, anything else value by value."""
+    column stays in its buffers (string or large_string), anything else goes value by
+    value."""
     if isinstance(values.dtype, pd.StringDtype):
-        return pa.array(values, from_pandas=True).cast(pa.string())
+        arrow = pa.array(values, from_pandas=True)
+        return arrow if pa.types.is_large_string(arrow.type) else arrow.cast(pa.string())
     return pa.array([v if isinstance(v, str) else None for v in values.tolist()], pa.string())
 
 
