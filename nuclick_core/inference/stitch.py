@@ -160,7 +160,9 @@ def _keep_click_component(mask: np.ndarray, inst: PatchInstance) -> np.ndarray |
 
 class Settler:
     """Holds instances until no later patch can reach them, then settles their overlaps and
-    turns them into level-0 polygons; memory is bounded by a band of tiles, not the slide.
+    turns them into level-0 polygons; what it holds is a strip along the lower edge of each
+    tile row plus the tiles being read (see :class:`~nuclick_core.inference.patches.Reach`),
+    not the slide or a band across its width.
 
     ``settle`` is :func:`resolve_overlaps` (or :func:`paste_last_wins` for the paper's
     comparison); ``polygonise`` maps a list of (mask, row0, col0) on the model grid to their
