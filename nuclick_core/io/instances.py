@@ -89,10 +89,7 @@ def write_instances(
     attributes = _attribute_table(table)
     columns = attributes.schema
     columns = pa.schema(
-        [
-            pa.field(f.name, pa.string()) if pa.types.is_large_string(f.type) else f
-            for f in columns
-        ]
+        [pa.field(f.name, pa.string()) if pa.types.is_large_string(f.type) else f for f in columns]
     )
     has = geometries.present
     bounds = geometries.bounds
@@ -126,9 +123,7 @@ def write_instances(
             }
         },
     }
-    schema = columns.append(pa.field("geometry", pa.binary())).append(
-        pa.field("bbox", _BBOX)
-    )
+    schema = columns.append(pa.field("geometry", pa.binary())).append(pa.field("bbox", _BBOX))
     schema = schema.with_metadata(
         {"geo": json.dumps(geo), "nuclick": json.dumps(metadata, default=str)}
     )
