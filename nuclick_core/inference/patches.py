@@ -64,12 +64,13 @@ class LaterPatches:
         sizes = np.array([len(p.click_index) for p in plans], np.int64)
         self.starts = np.concatenate([[0], np.cumsum(sizes)])
         n = len(plans)
-        # per plan: the minima over the later plans of its row, and over the later rows
+        #: whether plan j + 1 is in plan j's row
+        self.row_goes_on = [j + 1 < n and plans[j + 1].row == plans[j].row for j in range(n)]
+        # per plan: the minima over it and the later plans of its row, and over the later rows
         self.row_top, self.row_left, self.below = (np.full(n + 1, np.inf) for _ in range(3))
         for j in range(n - 1, -1, -1):
-            p, nxt = plans[j], plans[j + 1] if j + 1 < n else None
-            same = nxt is not None and nxt.row == p.row
-            top, left = p.origin_uv[:, 1].min(), p.origin_uv[:, 0].min()
+            same, uv = self.row_goes_on[j], plans[j].origin_uv
+            top, left = uv[:, 1].min(), uv[:, 0].min()
             self.row_top[j] = min(top, self.row_top[j + 1]) if same else top
             self.row_left[j] = min(left, self.row_left[j + 1]) if same else left
             # the next plan starts a row: everything after this row begins there
@@ -82,11 +83,9 @@ class LaterPatches:
         if done >= self.starts[-1]:
             return DONE
         j = int(np.searchsorted(self.starts, done, side="right")) - 1
-        p, i = self.plans[j], done - int(self.starts[j])
-        rest = p.origin_uv[i:]
-        same = j + 1 < len(self.plans) and self.plans[j + 1].row == p.row
+        rest = self.plans[j].origin_uv[done - int(self.starts[j]) :]
         top, left = float(rest[:, 1].min()), float(rest[:, 0].min())
-        if same:
+        if self.row_goes_on[j]:
             top, left = min(top, self.row_top[j + 1]), min(left, self.row_left[j + 1])
         return Reach(float(self.below[j]), top, left)
 

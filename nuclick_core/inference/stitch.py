@@ -202,13 +202,11 @@ class Settler:
             if not inst.settled and reach.clear_of(inst.box[2], inst.box[3])
         ]
         with self.timed("settle"):
-            masks = list(self.settle(self.held, targets).values())
-        for start in range(0, len(targets), self.CHUNK):
+            masks = self.settle(self.held, targets).values()
+        settled = list(zip((self.held[k] for k in targets), masks, strict=True))
+        for start in range(0, len(settled), self.CHUNK):
             done: list[tuple[PatchInstance, np.ndarray]] = []
-            for k, mask in zip(
-                targets[start : start + self.CHUNK], masks[start : start + self.CHUNK], strict=True
-            ):
-                inst = self.held[k]
+            for inst, mask in settled[start : start + self.CHUNK]:
                 inst.settled = True
                 if mask is None:
                     self.status[inst.click_id] = status.LOST_TO_NEIGHBOUR
@@ -218,7 +216,6 @@ class Settler:
             self.geoms.put([inst.click_id for inst, _ in done], polys)
             for inst, mask in done:
                 self.score[inst.click_id] = float(inst.prob[mask].mean())
-            del polys, done
         p = patch_size
         self.held = [
             i for i in self.held if not (i.settled and reach.clear_of(i.box[2] + p, i.box[3] + p))

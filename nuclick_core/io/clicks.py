@@ -73,6 +73,12 @@ class Clicks:
     xy: np.ndarray
     lines: np.ndarray
 
+    def __post_init__(self) -> None:
+        # large_string, the type of pandas' Arrow strings: the instance table's source column
+        # then shares this buffer instead of copying it (60 bytes a click)
+        if not pa.types.is_large_string(self.source.type):
+            object.__setattr__(self, "source", self.source.cast(pa.large_string()))
+
     def __len__(self) -> int:
         return len(self.click_id)
 
@@ -155,16 +161,9 @@ class Clicks:
         geometry = gpd.GeoSeries(self.geometries(), crs=None)
         return gpd.GeoDataFrame(columns, geometry=geometry, crs=None)
 
-    def __post_init__(self) -> None:
-        # large_string, the type of pandas' Arrow strings: the instance table's source column
-        # then shares this buffer instead of copying it (60 bytes a click)
-        if not pa.types.is_large_string(self.source.type):
-            object.__setattr__(self, "source", self.source.cast(pa.large_string()))
-
     def source_series(self) -> pd.Series:
         """``source`` as a pandas string column that stays in its Arrow buffer."""
-        arrow = self.source
-        return pd.Series(pd.arrays.ArrowStringArray(arrow)).astype(
+        return pd.Series(pd.arrays.ArrowStringArray(self.source)).astype(
             pd.StringDtype("pyarrow", na_value=np.nan)
         )
 

@@ -87,9 +87,11 @@ def write_instances(
     # in table order, text possibly as large_string (a run's source column stays in its
     # buffer); each row group takes its rows and casts them to the file's schema
     attributes = _attribute_table(table)
-    columns = attributes.schema
     columns = pa.schema(
-        [pa.field(f.name, pa.string()) if pa.types.is_large_string(f.type) else f for f in columns]
+        [
+            pa.field(f.name, pa.string()) if pa.types.is_large_string(f.type) else f
+            for f in attributes.schema
+        ]
     )
     has = geometries.present
     bounds = geometries.bounds
