@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from scipy.spatial import cKDTree
 
 from nuclick_core.inference.signals import network_input, point_map
@@ -125,19 +127,24 @@ class ExclusionIndex:
         self.ids = np.arange(len(self.uv)) if ids is None else np.asarray(ids)
         self.tree = cKDTree(self.uv) if len(self.uv) else None
 
-    def others(self, index: int, origin_uv: np.ndarray, patch_size: int) -> np.ndarray:
-        """Patch-local (x, y) of every click except the one with id ``index`` whose pixel lies in
-        the patch."""
-        if self.tree is None:
-            return np.zeros((0, 2))
-        centre = origin_uv + (patch_size - 1) / 2.0
-        near = self.tree.query_ball_point(centre, r=patch_size * 0.7072, p=2.0)
-        near = np.array([j for j in near if self.ids[j] != index], np.int64)
-        if len(near) == 0:
-            return np.zeros((0, 2))
-        local = self.uv[near] - origin_uv
-        inside = np.all((local >= 0) & (local < patch_size), axis=1)
-        return local[inside]
+    def maps(self, ids: np.ndarray, origins_uv: np.ndarray, patch_size: int) -> np.ndarray:
+        """float32 (K, P, P) exclusion maps of K patches (grid top-left pixels ``origins_uv``,
+        int (K, 2)): 1 at the patch-local pixel of every click lying in the patch, except
+        patch k's own click (id ``ids[k]``)."""
+        p = patch_size
+        out = np.zeros((len(ids), p, p), np.float32)
+        if self.tree is None or len(ids) == 0:
+            return out
+        near = self.tree.query_ball_point(
+            origins_uv + (p - 1) / 2.0, r=p * 0.7072, p=2.0, return_sorted=False
+        )
+        counts = np.fromiter(map(len, near), np.int64, len(near))
+        j = np.fromiter(chain.from_iterable(near), np.int64, int(counts.sum()))
+        k = np.repeat(np.arange(len(ids)), counts)
+        local = self.uv[j] - origins_uv[k]
+        keep = (self.ids[j] != np.asarray(ids)[k]) & np.all((local >= 0) & (local < p), axis=1)
+        out[k[keep], local[keep, 1].astype(np.int64), local[keep, 0].astype(np.int64)] = 1.0
+        return out
 
 
 def build_inputs(
@@ -148,19 +155,18 @@ def build_inputs(
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """5-channel network inputs float32 (K, 5, P, P) for a tile's patches, written into ``out``
-    (rows of a batch) when given.
+    (rows of a batch) when given, all K at once.
 
     ``region_rgb`` is uint8 (H, W, 3) of the plan's grid region.
     """
-    u0, v0 = plan.region[:2]
-    half = patch_size // 2
+    p, half = patch_size, patch_size // 2
     if out is None:
-        out = np.empty((len(plan.click_index), 5, patch_size, patch_size), np.float32)
-    size = (patch_size, patch_size)
-    inclusion = point_map(size, np.array([[half, half]], np.float64))
-    for k, (idx, origin) in enumerate(zip(plan.click_index, plan.origin_uv, strict=True)):
-        c0, r0 = origin[0] - u0, origin[1] - v0
-        rgb = region_rgb[r0 : r0 + patch_size, c0 : c0 + patch_size]
-        others = point_map(size, exclusion.others(int(idx), origin, patch_size))
-        network_input(rgb, inclusion, others, out=out[k])
-    return out
+        out = np.empty((len(plan.click_index), 5, p, p), np.float32)
+    if len(plan.click_index) == 0:
+        return out
+    local = plan.origin_uv - np.array(plan.region[:2])
+    windows = sliding_window_view(region_rgb, (p, p), axis=(0, 1))  # (., ., 3, P, P)
+    rgb = np.moveaxis(windows[local[:, 1], local[:, 0]], 1, -1)
+    inclusion = point_map((p, p), np.array([[half, half]], np.float64))
+    others = exclusion.maps(plan.click_index, plan.origin_uv, p)
+    return network_input(rgb, inclusion, others, out=out)

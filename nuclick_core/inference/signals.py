@@ -86,20 +86,21 @@ def network_input(
     exclusion: np.ndarray,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The network's 5-channel input, built here and nowhere else (inference and training).
+    """The network's 5-channel input, built here and nowhere else (inference and training), for
+    one patch or a batch of them (leading axes, broadcast between the arguments).
 
     Parameters
     ----------
-    rgb : uint8 (H, W, 3), scaled by 1/255, or float (H, W, 3) already in [0, 1].
-    inclusion : float (H, W) map of the mark being segmented (click or squiggle).
-    exclusion : float (H, W) map of the other marks; pixels the inclusion map marks are cleared
-        (a mark is never its own neighbour).
+    rgb : uint8 (..., H, W, 3), scaled by 1/255, or float (..., H, W, 3) already in [0, 1].
+    inclusion : float (..., H, W) map of the mark being segmented (click or squiggle).
+    exclusion : float (..., H, W) map of the other marks; pixels the inclusion map marks are
+        cleared (a mark is never its own neighbour).
 
-    out : float32 (5, H, W) to write into (a batch's row), or None for a new array.
+    out : float32 (..., 5, H, W) to write into (a batch's rows), or None for a new array.
 
     Returns
     -------
-    float32 (5, H, W): R, G, B, inclusion, exclusion.
+    float32 (..., 5, H, W): R, G, B, inclusion, exclusion.
 
     Example
     -------
@@ -108,14 +109,17 @@ def network_input(
     ((5, 4, 4), 1.0, 0.0, 1.0)
     """
     if out is None:
-        out = np.empty((5, *inclusion.shape), np.float32)
+        lead = np.broadcast_shapes(rgb.shape[:-1], inclusion.shape, exclusion.shape)
+        out = np.empty((*lead[:-2], 5, *lead[-2:]), np.float32)
+    channels = np.moveaxis(rgb, -1, -3)
     if rgb.dtype == np.uint8:
-        np.divide(rgb.transpose(2, 0, 1), np.float32(255.0), out=out[:3])
+        np.divide(channels, np.float32(255.0), out=out[..., :3, :, :])
     else:
-        out[:3] = rgb.transpose(2, 0, 1)
-    out[3] = inclusion
-    out[4] = exclusion
-    out[4][inclusion > 0] = 0
+        out[..., :3, :, :] = channels
+    out[..., 3, :, :] = inclusion
+    out[..., 4, :, :] = exclusion
+    others = out[..., 4, :, :]
+    others[np.broadcast_to(inclusion > 0, others.shape)] = 0
     return out
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import shapely
 
 from nuclick_core.inference.outline import mask_outline
-from nuclick_core.inference.postprocess import PostprocessParams, clicked_object_box
+from nuclick_core.inference.postprocess import PostprocessParams, centre_objects
 from nuclick_core.inference.stitch import PatchInstance
 from nuclick_core.io import status
 
@@ -83,13 +83,21 @@ def point_results(
     seconds it took. The click sits at the centre of its patch."""
     t0 = time.perf_counter()
     half = probs.shape[-1] // 2
+    tissue = np.flatnonzero(~np.asarray(glass, bool)).tolist()
+    on = probs[tissue]  # a copy: patches overhanging the slide are zeroed there
+    for j, k in enumerate(tissue):
+        inside = inside_slide(on[j], origins[k], grid_wh)
+        if inside is not on[j]:
+            on[j] = inside
+    found: list = [None] * len(rows)
+    for j, (k, obj) in enumerate(zip(tissue, centre_objects(on, params), strict=True)):
+        found[k] = j, obj
     results: list[Result] = []
-    for idx, origin, prob, bg in zip(rows, origins, probs, glass, strict=True):
-        if bg:
+    for idx, origin, got in zip(rows, origins, found, strict=True):
+        if got is None:
             results.append((idx, status.ON_BACKGROUND, None))
             continue
-        prob = inside_slide(prob, origin, grid_wh)
-        mask, (r0, c0), st = clicked_object_box(prob, (half, half), params)
+        j, (mask, (r0, c0), st) = got
         if mask is None:
             results.append((idx, st, None))
             continue
@@ -99,7 +107,7 @@ def point_results(
             row0=int(origin[1] + r0),
             col0=int(origin[0] + c0),
             mask=mask,
-            prob=prob[r0:r1, c0:c1].astype(np.float32),
+            prob=on[j, r0:r1, c0:c1].astype(np.float32),
             click_rc=(int(origin[1] + half), int(origin[0] + half)),
         )
         results.append((idx, st, inst))

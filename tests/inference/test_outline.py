@@ -183,3 +183,58 @@ def test_cropped_post_processing_equals_the_full_patch_one() -> None:
         assert (r0, c0) == (rows.min(), cols.min())
         assert crop.shape == (rows.max() + 1 - r0, cols.max() + 1 - c0)
     assert statuses == {"ok", "empty", "click_outside_mask"}
+
+
+def _disk(size: int, radius: float, centre: tuple[float, float], p: float = 0.9) -> np.ndarray:
+    rr, cc = np.mgrid[:size, :size]
+    return np.where((rr - centre[0]) ** 2 + (cc - centre[1]) ** 2 <= radius**2, p, 0.0)
+
+
+def test_batch_post_processing_equals_the_per_patch_one(monkeypatch) -> None:
+    """:func:`centre_objects` against :func:`clicked_object_box` patch by patch: objects that
+    fit the first window, the second, neither; holes; clicks beside an object, on one too
+    small, on the glass; smoothed random maps. Objects fitting a window never take the
+    per-patch path."""
+    import nuclick_core.inference.postprocess as pp
+
+    size = 64
+    c = size // 2
+    rng = np.random.default_rng(11)
+    ring = _disk(size, 12, (c, c)) - _disk(size, 3, (c + 6, c - 1))  # a hole of 29 pixels
+    probs = [
+        _disk(size, r, (c + dr, c + dc)) for r in (3, 6, 11, 20) for dr, dc in [(0, 0), (2, -3)]
+    ]
+    probs += [ring, _disk(size, 12, (c + 5, c)) - _disk(size, 1.5, (c + 6, c))]  # small hole
+    probs += [_disk(size, 5, (c + 3, c + 3)), _disk(size, 1, (c, c)) + _disk(size, 6, (c, c + 9))]
+    probs += [np.zeros((size, size)), _disk(size, 6, (5, 5))]
+    for _ in range(40):
+        field = ndi.gaussian_filter(rng.random((size, size)), float(rng.uniform(0.8, 3.0)))
+        probs.append((field - field.min()) / (np.ptp(field) + 1e-9))
+    batch = np.stack(probs).astype(np.float32)
+    fallbacks = []
+    per_patch = pp.clicked_object_box
+
+    def counted(prob, click_rc, p):
+        fallbacks.append(1)
+        return per_patch(prob, click_rc, p)
+
+    # min_hole: the ring's hole (29 pixels) is filled, not filled (it must be smaller), and
+    # larger than the background around a window's object (that is never a hole)
+    for min_hole in (12, 29, 30, 2000):
+        params = PostprocessParams(threshold=0.5, min_size=8, min_hole=min_hole)
+        fallbacks.clear()
+        monkeypatch.setattr(pp, "clicked_object_box", counted)
+        got = pp.centre_objects(batch, params)
+        monkeypatch.undo()
+        assert 0 < len(fallbacks) < len(batch) - 8
+        for k, prob in enumerate(batch):
+            mask, corner, st = per_patch(prob, (c, c), params)
+            assert (got[k][1], got[k][2]) == (corner, st), (min_hole, k)
+            assert (got[k][0] is None) == (mask is None), (min_hole, k)
+            assert mask is None or np.array_equal(got[k][0], mask), (min_hole, k)
+    fitting = np.stack([_disk(size, r, (c, c)) for r in (2.5, 4, 7, 10)]).astype(np.float32)
+    fallbacks.clear()
+    params = PostprocessParams(threshold=0.5, min_size=8, min_hole=12)
+    monkeypatch.setattr(pp, "clicked_object_box", counted)
+    assert [st for _, _, st in pp.centre_objects(fitting, params)] == ["ok"] * 4
+    assert not fallbacks

@@ -22,3 +22,23 @@ def test_network_input_channels(dtype) -> None:
     assert x[4, 3, 2] == 0  # the clicked pixel is never its own neighbour
     assert x[4, 0, 4] == 1 and x[4].sum() == 1
     assert exclusion[3, 2] == 1  # the caller's map is left alone
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_a_batch_of_inputs_equals_its_patches_built_one_by_one(dtype) -> None:
+    """Leading axes are a batch: one call gives each patch's input bit for bit, with one
+    inclusion map broadcast over the batch or one per patch."""
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (4, 6, 5, 3), dtype=np.uint8)
+    rgb = rgb if dtype == np.uint8 else (rgb / 255.0).astype(dtype)
+    exclusion = (rng.random((4, 6, 5)) < 0.2).astype(np.float32)
+    shared = point_map((6, 5), np.array([[2.0, 3.0]]))
+    each = (rng.random((4, 6, 5)) < 0.1).astype(np.float32)
+    for inclusion in (shared, each):
+        batch = network_input(rgb, inclusion, exclusion)
+        assert batch.shape == (4, 5, 6, 5)
+        for k in range(4):
+            one = network_input(
+                rgb[k], inclusion if inclusion.ndim == 2 else inclusion[k], exclusion[k]
+            )
+            assert np.array_equal(batch[k], one)
