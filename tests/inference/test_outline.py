@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from scipy import ndimage as ndi
 from shapely import affinity
 
-from nuclick_core.inference.outline import mask_outline
+from nuclick_core.inference.outline import mask_outline, mask_outlines
 from nuclick_core.inference.postprocess import (
     PostprocessParams,
     clicked_object,
@@ -238,3 +238,29 @@ def test_batch_post_processing_equals_the_per_patch_one(monkeypatch) -> None:
     monkeypatch.setattr(pp, "clicked_object_box", counted)
     assert [st for _, _, st in pp.centre_objects(fitting, params)] == ["ok"] * 4
     assert not fallbacks
+
+
+@pytest.mark.parametrize("width", [40, 4096])
+def test_outlines_traced_together_equal_those_traced_one_by_one(width) -> None:
+    """600 seeded random masks (holes, islands, corner touches, several components, empty
+    ones) on canvases narrow (many canvases, a mask wider than one) and wide: each outline is
+    :func:`mask_outline`'s, vertex for vertex once normalised, and in the input order."""
+    rng = np.random.default_rng(15)
+    items = []
+    for k in range(600):
+        h, w = (int(v) for v in rng.integers(1, 30, 2))
+        mask = rng.random((h, w)) < rng.uniform(0.05, 0.95)
+        if k % 3 == 0:
+            mask = ndi.binary_opening(mask, _FOUR) | ndi.binary_closing(mask, _FOUR)
+        if k % 40 == 0:
+            mask[:] = False
+        items.append((mask, int(rng.integers(-300, 300)), int(rng.integers(-300, 300))))
+    kinds = set()
+    for f in (1.0, 1.7):
+        for (mask, row0, col0), got in zip(items, mask_outlines(items, f, width), strict=True):
+            want = mask_outline(mask, row0, col0, f)
+            assert same_geometry(got, want), (mask.astype(int), row0, col0, f)
+            kinds.add((want.geom_type, len(getattr(want, "interiors", [])) > 0, want.is_empty))
+    assert {("Polygon", True, False), ("MultiPolygon", False, False)} <= kinds
+    assert ("Polygon", False, True) in kinds
+    assert mask_outlines([], 2.0) == []
