@@ -18,6 +18,8 @@ instead of one Python step per corner; each outline is :func:`mask_outline`'s.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import shapely
 from scipy import ndimage as ndi
@@ -27,14 +29,19 @@ _FOUR = ndi.generate_binary_structure(2, 1)
 
 def _runs(edges: np.ndarray) -> tuple[np.ndarray, ...]:
     """Maximal runs of True along the last axis of ``edges`` (kind, line, position):
-    (kind, line, first, last) per run, in C order."""
-    *lead, n = edges.shape
-    e = np.zeros((*lead, n + 2), bool)
-    e[..., 1:-1] = edges
-    inner = e[..., 1:-1]
-    kind, line, first = np.nonzero(inner & ~e[..., :-2])
-    last = np.nonzero(inner & ~e[..., 2:])[2]
-    return kind, line, first, last
+    (kind, line, first, last) per run, in C order.
+
+    The lines are laid end to end in one flat buffer, each followed by a False (so no run
+    crosses into the next line) and the whole preceded by one: the places where the buffer
+    changes value are then each run's first position and the one after its last, in turn."""
+    kinds, lines, n = edges.shape
+    buf = np.zeros(1 + kinds * lines * (n + 1), bool)
+    buf[1:].reshape(kinds, lines, n + 1)[..., :n] = edges
+    change = np.flatnonzero(buf[1:] != buf[:-1])
+    starts, stops = change[0::2], change[1::2]
+    line_of, first = np.divmod(starts, n + 1)
+    kind, line = np.divmod(line_of, lines)
+    return kind, line, first, stops - 1 - line_of * (n + 1)
 
 
 def _segments(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -177,33 +184,47 @@ def mask_outlines(
     from a few array operations instead of a few dozen per mask.
     """
     out: list[shapely.Geometry] = [shapely.Polygon()] * len(items)
-    order = sorted(
-        (k for k, (m, _, _) in enumerate(items) if m.any()), key=lambda k: -items[k][0].shape[0]
-    )
-    group: list[int] = []
-    used = 1
-    for k in order:
-        w = items[k][0].shape[1] + 1
-        if group and used + w > width:
-            _trace_canvas([items[j] for j in group], f, group, out)
-            group, used = [], 1
-        group.append(k)
-        used += w
-    if group:
-        _trace_canvas([items[j] for j in group], f, group, out)
+    masks = [m for m, _, _ in items]
+    for m, index, left in side_by_side(masks, width):
+        _trace_canvas(m, left, [items[j] for j in index], f, index, out)
     return out
 
 
+def side_by_side(
+    masks: list[np.ndarray], width: int = 4096
+) -> Iterator[tuple[np.ndarray, list[int], np.ndarray]]:
+    """Lay the non-empty ``masks`` side by side, tallest first, on canvases about ``width``
+    pixels wide: bool canvases with an empty row above and below and an empty column around
+    each mask (so no two masks touch). Yields (canvas, the masks' indices, the canvas column
+    of each one's first column); a mask's rows start at canvas row 1."""
+    order = sorted((k for k, m in enumerate(masks) if m.any()), key=lambda k: -masks[k].shape[0])
+    group: list[int] = []
+    used = 1
+    for k in [*order, None]:
+        w = 0 if k is None else masks[k].shape[1] + 1
+        if group and (k is None or used + w > width):
+            widths = np.array([masks[j].shape[1] for j in group])
+            left = 1 + np.concatenate([[0], np.cumsum(widths + 1)[:-1]])
+            canvas = np.zeros((masks[group[0]].shape[0] + 2, int(left[-1] + widths[-1] + 1)), bool)
+            for j, x in zip(group, left.tolist(), strict=True):
+                canvas[1 : 1 + masks[j].shape[0], x : x + masks[j].shape[1]] = masks[j]
+            yield canvas, group, left
+            group, used = [], 1
+        if k is not None:
+            group.append(k)
+            used += w
+
+
 def _trace_canvas(
-    items: list[tuple[np.ndarray, int, int]], f: float, index: list[int], out: list
+    m: np.ndarray,
+    left: np.ndarray,
+    items: list[tuple[np.ndarray, int, int]],
+    f: float,
+    index: list[int],
+    out: list,
 ) -> None:
-    """Outlines of ``items`` laid side by side on one canvas, into ``out[index[j]]``."""
-    heights = [m.shape[0] for m, _, _ in items]
-    widths = np.array([m.shape[1] for m, _, _ in items])
-    left = 1 + np.concatenate([[0], np.cumsum(widths + 1)[:-1]])  # first column, padded canvas
-    m = np.zeros((max(heights) + 2, int(left[-1] + widths[-1] + 1)), bool)
-    for (mask, _, _), x in zip(items, left.tolist(), strict=True):
-        m[1 : 1 + mask.shape[0], x : x + mask.shape[1]] = mask
+    """Outlines of ``items`` laid side by side on canvas ``m`` (:func:`side_by_side`), into
+    ``out[index[j]]``."""
     start, end, pixel, n_h = _segments(m)
     nxt = _successors(m, start, end, n_h, (m.shape[0] - 2, m.shape[1] - 2))
     first, rank = _cycles(nxt)

@@ -169,15 +169,23 @@ def _fill_window_holes(
     out: list,
 ) -> None:
     """Fill the small holes of window masks ``comp`` (M, S, S) none of which touches its
-    window's edges, and put each one's bounding-box crop at ``out[index[j]]``."""
-    holes = ndi.label(~comp, structure=_PLANE)[0]
-    sizes = np.bincount(holes.ravel())
-    fill = sizes < params.min_hole
-    fill[0] = False
-    border = np.concatenate([holes[:, 0], holes[:, -1], holes[:, :, 0], holes[:, :, -1]], axis=1)
-    fill[np.unique(border)] = False
-    filled = comp | fill[holes]
-    rows, cols = filled.any(axis=2), filled.any(axis=1)
+    window's edges, and put each one's bounding-box crop at ``out[index[j]]``.
+
+    Only masks with a row crossed more than once can have a hole (a hole pixel has the mask
+    on both sides of it along its row), so only those are labelled."""
+    filled: np.ndarray = comp
+    gaps = (comp[:, :, 1:] & ~comp[:, :, :-1]).sum(axis=2).max(axis=1) > 1
+    if gaps.any():
+        some = comp[gaps]
+        holes = ndi.label(~some, structure=_PLANE)[0]
+        sizes = np.bincount(holes.ravel())
+        fill = sizes < params.min_hole
+        fill[0] = False
+        edges = [holes[:, 0], holes[:, -1], holes[:, :, 0], holes[:, :, -1]]
+        fill[np.unique(np.concatenate(edges, axis=1))] = False
+        filled = comp.copy()
+        filled[gaps] = some | fill[holes]
+    rows, cols = np.any(filled, axis=2), np.any(filled, axis=1)
     s = comp.shape[1]
     r0, c0 = rows.argmax(axis=1), cols.argmax(axis=1)
     r1, c1 = s - rows[:, ::-1].argmax(axis=1), s - cols[:, ::-1].argmax(axis=1)

@@ -118,8 +118,7 @@ def network_input(
         out[..., :3, :, :] = channels
     out[..., 3, :, :] = inclusion
     out[..., 4, :, :] = exclusion
-    others = out[..., 4, :, :]
-    others[np.broadcast_to(inclusion > 0, others.shape)] = 0
+    np.copyto(out[..., 4, :, :], np.float32(0), where=inclusion > 0)
     return out
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import shapely
 from scipy import ndimage as ndi
 
+from nuclick_core.inference.outline import side_by_side
 from nuclick_core.inference.patches import Reach
 from nuclick_core.io import status
 from nuclick_core.io.geometries import Geometries
@@ -61,23 +62,27 @@ def _rank(inst: PatchInstance, rows: np.ndarray, cols: np.ndarray, sl: tuple) ->
 
 def _beats(a: PatchInstance, b: PatchInstance, r0: int, c0: int, r1: int, c1: int) -> np.ndarray:
     """Where instance ``a`` wins the pixels of grid box [r0, r1) x [c0, c1) against ``b``."""
-    rows, cols = np.mgrid[r0:r1, c0:c1]
     sa = (slice(r0 - a.row0, r1 - a.row0), slice(c0 - a.col0, c1 - a.col0))
     sb = (slice(r0 - b.row0, r1 - b.row0), slice(c0 - b.col0, c1 - b.col0))
+    both = a.mask[sa] & b.mask[sb]
+    if not both.any():
+        return both
+    rows, cols = np.arange(r0, r1)[:, None], np.arange(c0, c1)[None, :]
     pa, da = _rank(a, rows, cols, sa)
     pb, db = _rank(b, rows, cols, sb)
     win = (pa > pb) | ((pa == pb) & ((da < db) | ((da == db) & (a.click_id < b.click_id))))
-    return a.mask[sa] & b.mask[sb] & win
+    return both & win
 
 
 def _settle(
     instances: list[PatchInstance],
     targets: list[int] | None,
     lost_to: Callable[[PatchInstance, PatchInstance, int, int, int, int], np.ndarray],
-    finish: Callable[[np.ndarray, PatchInstance], np.ndarray | None],
+    finish: Callable[[list[tuple[np.ndarray, PatchInstance]]], list[np.ndarray | None]],
 ) -> dict[int, np.ndarray | None]:
     """For each target instance, remove the pixels ``lost_to(other, inst, box)`` says it loses
-    to any overlapping instance, then ``finish`` the mask."""
+    to any overlapping instance, then ``finish`` the masks (each with its instance), all at
+    once."""
     if not instances:
         return {}
     boxes = shapely.box(
@@ -87,12 +92,18 @@ def _settle(
         [i.box[2] for i in instances],
     )
     tree = shapely.STRtree(boxes)
-    out: dict[int, np.ndarray | None] = {}
-    for k in range(len(instances)) if targets is None else targets:
+    targets = list(range(len(instances))) if targets is None else targets
+    # every (target, neighbour) pair of intersecting boxes, by target
+    pairs = tree.query(boxes[targets], predicate="intersects") if targets else np.zeros((2, 0))
+    neighbours: list[list[int]] = [[] for _ in targets]
+    for t, j in zip(pairs[0].tolist(), pairs[1].tolist(), strict=True):
+        neighbours[t].append(j)
+    cut: list[tuple[np.ndarray, PatchInstance]] = []
+    for k, near in zip(targets, neighbours, strict=True):
         inst = instances[k]
-        mask = inst.mask.copy()
-        for j in tree.query(boxes[k], predicate="intersects"):
-            other = instances[int(j)]
+        mask, copied = inst.mask, False
+        for j in near:  # the pixels lost to each neighbour are removed in any order
+            other = instances[j]
             if other is inst:
                 continue
             r0, c0 = max(inst.row0, other.row0), max(inst.col0, other.col0)
@@ -100,9 +111,12 @@ def _settle(
             if r1 <= r0 or c1 <= c0:
                 continue
             lost = lost_to(other, inst, r0, c0, r1, c1)
-            mask[r0 - inst.row0 : r1 - inst.row0, c0 - inst.col0 : c1 - inst.col0] &= ~lost
-        out[inst.click_id] = finish(mask, inst)
-    return out
+            if lost.any():
+                if not copied:
+                    mask, copied = mask.copy(), True
+                mask[r0 - inst.row0 : r1 - inst.row0, c0 - inst.col0 : c1 - inst.col0] &= ~lost
+        cut.append((mask, inst))
+    return {inst.click_id: m for (_, inst), m in zip(cut, finish(cut), strict=True)}
 
 
 def resolve_overlaps(
@@ -114,7 +128,7 @@ def resolve_overlaps(
     ``instances`` still count as neighbours. A streaming run settles the instances no future
     patch can reach and keeps the others for later.
     """
-    return _settle(instances, targets, _beats, _keep_click_component)
+    return _settle(instances, targets, _beats, _keep_click_components)
 
 
 def _later_click(
@@ -131,7 +145,24 @@ def paste_last_wins(
     """The original implementations' behaviour, for comparison only: masks pasted in click
     order, each later instance overwriting earlier ones, no clean-up (instances may end up
     fragmented)."""
-    return _settle(instances, targets, _later_click, lambda m, _: m if m.any() else None)
+    return _settle(
+        instances, targets, _later_click, lambda cut: [m if m.any() else None for m, _ in cut]
+    )
+
+
+def _keep_click_components(cut: list[tuple[np.ndarray, PatchInstance]]) -> list[np.ndarray | None]:
+    """:func:`_keep_click_component` of each (mask, instance), the masks labelled together, side
+    by side on canvases; only those in several pieces are looked at one by one."""
+    out: list[np.ndarray | None] = [m if m.any() else None for m, _ in cut]
+    for canvas, index, left in side_by_side([m for m, _ in cut]):
+        labels, n = ndi.label(canvas, structure=_FOUR)
+        rr, cc = np.nonzero(labels)
+        owner = np.zeros(n + 1, np.int64)
+        owner[labels[rr, cc]] = np.searchsorted(left, cc, side="right") - 1
+        pieces = np.bincount(owner[1:], minlength=len(index))
+        for j in np.flatnonzero(pieces > 1).tolist():
+            out[index[j]] = _keep_click_component(*cut[index[j]])
+    return out
 
 
 def _keep_click_component(mask: np.ndarray, inst: PatchInstance) -> np.ndarray | None:

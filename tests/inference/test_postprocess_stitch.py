@@ -142,3 +142,32 @@ def test_a_squiggle_keeps_every_piece_it_touches() -> None:
     # a point instance in the same situation keeps only the piece with its click
     point = PatchInstance(0, 0, 0, mask, np.full(mask.shape, 0.9, np.float32), (5, 2))
     assert resolve_overlaps([point])[0].sum() == 72
+
+
+def test_components_kept_for_many_masks_at_once_equal_those_kept_one_by_one() -> None:
+    """:func:`_keep_click_components` (masks labelled together on canvases) against
+    :func:`_keep_click_component` per mask: masks in one piece and in several, clicks on a
+    piece, on the background and outside the box, squiggle anchors touching some pieces or
+    none, empty masks."""
+    from scipy import ndimage as ndi
+
+    from nuclick_core.inference.stitch import _keep_click_component, _keep_click_components
+
+    rng = np.random.default_rng(12)
+    cut, kinds = [], set()
+    for k in range(400):
+        h, w = (int(v) for v in rng.integers(1, 30, 2))
+        mask = ndi.binary_opening(rng.random((h, w)) < rng.uniform(0.3, 0.9))
+        if k % 25 == 0:
+            mask[:] = False
+        click = (int(rng.integers(-3, h + 3)), int(rng.integers(-3, w + 3)))
+        anchor = rng.random((h, w)) < 0.05 if k % 4 == 0 else None
+        inst = PatchInstance(k, 0, 0, mask, np.ones((h, w), np.float32), click, anchor)
+        cut.append((mask, inst))
+        kinds.add(min(ndi.label(mask)[1], 2))
+    assert kinds == {0, 1, 2}
+    got = _keep_click_components(cut)
+    for (mask, inst), out in zip(cut, got, strict=True):
+        want = _keep_click_component(mask, inst)
+        assert (out is None) == (want is None)
+        assert want is None or np.array_equal(out, want)
