@@ -3,7 +3,8 @@
 usage: python bench/read_clicks.py [--csv CLICKS.csv]  (default: the 40,960 px bench slide's)
 
 The CSV is the 564,000 clicks of ``bench/large_slide.py``'s 40,960 px slide (run that first);
-the same points are also written as GeoParquet beside it. Each format is read with
+the same points are also written as GeoParquet and as a QuPath-style GeoJSON (a
+FeatureCollection of Point features with a classification) beside it. Each format is read with
 ``read_clicks`` + ``validate_clicks`` as ``nuclick segment`` does, once through its column path
 and once with that path switched off (the mark-by-mark reader). ``peak_mb`` and ``held_mb`` are
 tracemalloc's Python allocations: Arrow's own memory pool is not in them.
@@ -26,7 +27,11 @@ from nuclick_core.io import annotations as annotations_module
 from nuclick_core.io.annotations import read_clicks, validate_clicks
 
 DEFAULT = Path.home() / ".cache/nuclick-wsi/bench/cmu_small_region_mosaic_20x20.clicks.csv"
-COLUMN_PATHS = {".csv": "read_delimited_points", ".parquet": "read_geoparquet_points"}
+COLUMN_PATHS = {
+    ".csv": "read_delimited_points",
+    ".parquet": "read_geoparquet_points",
+    ".geojson": "read_geojson_points",
+}
 
 
 def measure(path: Path, columns: bool) -> dict:
@@ -61,7 +66,20 @@ def main() -> None:
         frame = pd.read_csv(args.csv)
         points = gpd.points_from_xy(frame.pop("x"), frame.pop("y"))
         gpd.GeoDataFrame(frame, geometry=points).to_parquet(parquet)
-    runs = [measure(p, columns) for p in (args.csv, parquet) for columns in (True, False)]
+    geojson = args.csv.with_suffix(".geojson")
+    if not geojson.exists():
+        frame = pd.read_csv(args.csv)
+        features = [
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [x, y]},
+                "properties": {"objectType": "detection", "classification": {"name": "Nucleus"}},
+            }
+            for x, y in zip(frame["x"].tolist(), frame["y"].tolist(), strict=True)
+        ]
+        geojson.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    files = (args.csv, parquet, geojson)
+    runs = [measure(p, columns) for p in files for columns in (True, False)]
     print(json.dumps({"runs": runs}, indent=1))
 
 

@@ -41,6 +41,7 @@ from nuclick_core.io.clicks import (
     repeated,
 )
 from nuclick_core.io.files import atomic_path
+from nuclick_core.io.geojson_points import read_geojson_points
 
 #: File suffixes :func:`read_annotations` reads.
 ANNOTATION_SUFFIXES = tuple(READERS)
@@ -128,7 +129,7 @@ def read_clicks(
     object_by_label: Mapping[str, str] | None = None,
 ) -> Clicks:
     """:func:`read_annotations` in columns (:class:`~nuclick_core.io.clicks.Clicks`), as a
-    run holds them: a CSV or GeoParquet file of points is read in columns (its rows never
+    run holds them: a CSV, GeoParquet or GeoJSON file of points is read in columns (its rows never
     become Python objects), every other file mark by mark."""
     path = Path(path)
     _check_objects(default_object, object_by_label)
@@ -148,6 +149,8 @@ def read_clicks(
         fast = read_delimited_points(path)
     elif reader is READERS[".parquet"]:
         fast = read_geoparquet_points(path)
+    elif reader is READERS[".geojson"]:
+        fast = read_geojson_points(path)
     if fast is not None:
         xy, labels, objects, source = fast
         resolved = repeated(default_object, len(labels))
