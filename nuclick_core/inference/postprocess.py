@@ -140,8 +140,8 @@ def centre_objects(
     n, h, w = probs.shape
     cr, cc = h // 2, w // 2
     out: list = [None] * n
-    todo = np.flatnonzero(probs[:, cr, cc] > params.threshold)
-    undecided = [np.flatnonzero(~(probs[:, cr, cc] > params.threshold))]
+    on_object = probs[:, cr, cc] > params.threshold
+    todo, undecided = np.flatnonzero(on_object), [np.flatnonzero(~on_object)]
     for a in sorted({h // 8, h // 4}):
         if a < 2 or len(todo) == 0 or a > min(cr, cc, h - cr, w - cc):
             continue
