@@ -186,7 +186,11 @@ def mask_outlines(
     out: list[shapely.Geometry] = [shapely.Polygon()] * len(items)
     masks = [m for m, _, _ in items]
     for m, index, left in side_by_side(masks, width):
-        _trace_canvas(m, left, [items[j] for j in index], f, index, out)
+        # grid (col, row) of each mask's corner, less its canvas column (rows start at 1)
+        corners = [(items[j][2] - x + 1, items[j][1]) for j, x in zip(index, left, strict=True)]
+        shift = np.array(corners, np.int64)
+        for j, poly in zip(index, _trace_canvas(m, left, shift, f), strict=True):
+            out[j] = poly
     return out
 
 
@@ -216,15 +220,11 @@ def side_by_side(
 
 
 def _trace_canvas(
-    m: np.ndarray,
-    left: np.ndarray,
-    items: list[tuple[np.ndarray, int, int]],
-    f: float,
-    index: list[int],
-    out: list,
-) -> None:
-    """Outlines of ``items`` laid side by side on canvas ``m`` (:func:`side_by_side`), into
-    ``out[index[j]]``."""
+    m: np.ndarray, left: np.ndarray, shift: np.ndarray, f: float
+) -> list[shapely.Geometry]:
+    """Outlines of the masks laid side by side on canvas ``m`` (:func:`side_by_side`; mask j
+    starts at canvas column ``left[j]``), each moved by ``shift[j]`` (grid col, row) and scaled
+    by ``f``, in the masks' order."""
     start, end, pixel, n_h = _segments(m)
     nxt = _successors(m, start, end, n_h, (m.shape[0] - 2, m.shape[1] - 2))
     first, rank = _cycles(nxt)
@@ -235,22 +235,20 @@ def _trace_canvas(
     new_ring = np.r_[True, first[1:] != first[:-1]]
     ring_of = np.cumsum(new_ring) - 1
     ring_start = np.flatnonzero(new_ring)
-    shift = np.array(
-        [[c0 - x + 1, r0] for (_, r0, c0), x in zip(items, left.tolist(), strict=True)]
-    )
     xy = (start[seq] + shift[owner]).astype(np.float64)
     if f != 1.0:
         xy = xy * f
     rings = shapely.linearrings(xy, indices=ring_of)
     ring_owner = owner[ring_start]
-    per_item = np.bincount(ring_owner, minlength=len(items))
+    per_item = np.bincount(ring_owner, minlength=len(shift))
+    out: list[shapely.Geometry] = [shapely.Polygon()] * len(shift)
     single = np.flatnonzero(per_item == 1)
     polys = shapely.polygons(rings[np.searchsorted(ring_owner, single)])
     for j, poly in zip(single.tolist(), polys, strict=True):
-        out[index[j]] = poly
+        out[j] = poly
     many = np.flatnonzero(per_item > 1)
     if len(many) == 0:
-        return
+        return out
     # Twice the signed area of each ring (shells positive, holes negative), and the
     # 4-connected component of the canvas each ring borders (its first segment's pixel).
     nxt_xy = np.roll(xy, -1, axis=0)
@@ -266,13 +264,14 @@ def _trace_canvas(
         shells = [r for r in ids if area2[r] > 0]
         holes = [r for r in ids if area2[r] < 0]
         if len(shells) == 1:
-            out[index[j]] = shapely.Polygon(rings[shells[0]], [rings[r] for r in holes])
+            out[j] = shapely.Polygon(rings[shells[0]], [rings[r] for r in holes])
             continue
         owned: dict[int, list] = {int(comp[r]): [] for r in shells}
         for r in holes:
             owned[int(comp[r])].append(rings[r])
         parts = [shapely.Polygon(rings[r], owned[int(comp[r])]) for r in shells]
-        out[index[j]] = shapely.MultiPolygon(parts)
+        out[j] = shapely.MultiPolygon(parts)
+    return out
 
 
 def _cycles(nxt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

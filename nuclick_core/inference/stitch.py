@@ -94,7 +94,11 @@ def _settle(
     tree = shapely.STRtree(boxes)
     targets = list(range(len(instances))) if targets is None else targets
     # every (target, neighbour) pair of intersecting boxes, by target
-    pairs = tree.query(boxes[targets], predicate="intersects") if targets else np.zeros((2, 0))
+    pairs = (
+        tree.query(boxes[targets], predicate="intersects")
+        if targets
+        else np.zeros((2, 0), np.int64)
+    )
     neighbours: list[list[int]] = [[] for _ in targets]
     for t, j in zip(pairs[0].tolist(), pairs[1].tolist(), strict=True):
         neighbours[t].append(j)

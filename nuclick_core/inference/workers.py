@@ -86,9 +86,10 @@ def point_results(
     tissue = np.flatnonzero(~np.asarray(glass, bool)).tolist()
     on = probs[tissue]  # a copy: patches overhanging the slide are zeroed there
     for j, k in enumerate(tissue):
-        inside = inside_slide(on[j], origins[k], grid_wh)
-        if inside is not on[j]:
-            on[j] = inside
+        view = on[j]
+        inside = inside_slide(view, origins[k], grid_wh)
+        if inside is not view:  # only patches overhanging the slide are copied back
+            view[...] = inside
     found: list = [None] * len(rows)
     for j, (k, obj) in enumerate(zip(tissue, centre_objects(on, params), strict=True)):
         found[k] = j, obj
