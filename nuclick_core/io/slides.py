@@ -115,14 +115,26 @@ class Slide:
             )
         except openslide.OpenSlideError as exc:
             raise SlideError(f"{self.path}: reading level {level} failed: {exc}") from exc
-        arr = np.asarray(rgba, dtype=np.float32)
-        alpha = arr[..., 3:4] / 255.0
-        rgb = arr[..., :3] * alpha + 255.0 * (1.0 - alpha)
-        return np.rint(rgb).astype(np.uint8)
+        return on_white(np.asarray(rgba))
 
     def close(self) -> None:
         if self._osr is not None:
             self._osr.close()
+
+
+def on_white(rgba: np.ndarray) -> np.ndarray:
+    """RGB uint8 of an RGBA uint8 array (OpenSlide's, not premultiplied) blended onto white.
+
+    Only pixels that are not opaque (outside the scanned area, at its edge) are blended, in
+    float32; an opaque one comes out unchanged, as the same formula gives it.
+    """
+    out = rgba[..., :3].copy()
+    clear = rgba[..., 3] != 255
+    if clear.any():
+        part = rgba[clear].astype(np.float32)
+        alpha = part[:, 3:4] / 255.0
+        out[clear] = np.rint(part[:, :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+    return out
 
 
 #: Whole-slide formats OpenSlide reads (not plain images): one it does not recognise is damaged.
@@ -283,19 +295,44 @@ def read_grid_region(
     margin = int(4 * sigma + 0.5) + 2  # gaussian_filter's kernel radius (truncate=4) + bilinear
     c_lo, r_lo = int(math.floor(cols[0])) - margin, int(math.floor(rows[0])) - margin
     c_hi, r_hi = int(math.ceil(cols[-1])) + margin + 1, int(math.ceil(rows[-1])) + margin + 1
-    src = slide.read_level(level, c_lo, r_lo, c_hi - c_lo, r_hi - r_lo).astype(np.float32)
+    src = slide.read_level(level, c_lo, r_lo, c_hi - c_lo, r_hi - r_lo)
     if sigma > 0:
-        src = ndi.gaussian_filter(src, sigma=(sigma, sigma, 0), mode="nearest")
-    # Bilinear interpolation is pointwise, so the output is built a strip of rows at a time:
-    # the coordinate grids and float buffers of a 1,152 px tile would otherwise take some
-    # 90 MB per reader thread for a 4 MB result.
-    out = np.empty((height, width, 3), np.uint8)
-    strip = np.empty((min(height, RESAMPLE_STRIP), width, 3), np.float32)
-    for top in range(0, height, RESAMPLE_STRIP):
-        part = rows[top : top + RESAMPLE_STRIP] - r_lo
-        rr, cc = np.meshgrid(part, cols - c_lo, indexing="ij")
-        buf = strip[: len(part)]
-        for ch in range(3):
-            buf[..., ch] = ndi.map_coordinates(src[..., ch], [rr, cc], order=1, mode="nearest")
-        out[top : top + len(part)] = np.clip(np.rint(buf), 0, 255)
-    return out
+        src = ndi.gaussian_filter(src, sigma=(sigma, sigma, 0), mode="nearest", output=np.float32)
+    return _bilinear(src, rows - r_lo, cols - c_lo)
+
+
+def _bilinear(src: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``src`` (H, W, 3) sampled bilinearly at ``rows x cols`` (all inside), rounded to uint8.
+
+    The same numbers as ``ndi.map_coordinates(..., order=1)`` on each channel: each value is
+    ``sum(s * (w_row * w_col))`` over its four neighbours, in float64 and in the same order,
+    then cast to float32 and rounded. The grid is separable, so the weights are products of
+    per-row and per-column vectors and the work is four gathers and four multiply-adds over
+    rows of ``width * 3`` values (5x faster than the general per-point path). Built a strip
+    of ``RESAMPLE_STRIP`` output rows at a time: the float64 buffers of a 1,152 px tile would
+    otherwise take some 100 MB per reader thread for a 4 MB result.
+    """
+    c0 = np.floor(cols).astype(np.intp)
+    r0 = np.floor(rows).astype(np.intp)
+    wc1 = np.repeat(cols - c0, 3)
+    wc0 = np.repeat(1.0 - (cols - c0), 3)
+    wr1 = rows - r0
+    wr0 = 1.0 - wr1
+    flat = src.reshape(src.shape[0], -1)
+    left = (c0[:, None] * 3 + np.arange(3)).ravel()  # flat (column, channel) of each value
+    out = np.empty((len(rows), len(cols) * 3), np.uint8)
+    for top in range(0, len(rows), RESAMPLE_STRIP):
+        part = slice(top, top + RESAMPLE_STRIP)
+        lo, hi = int(r0[part][0]), int(r0[part][-1]) + 2
+        near = flat[lo:hi, left].astype(np.float64)
+        far = flat[lo:hi, left + 3].astype(np.float64)
+        i = r0[part] - lo
+        w0, w1 = wr0[part, None], wr1[part, None]
+        v = near[i] * (w0 * wc0)
+        v += far[i] * (w0 * wc1)
+        v += near[i + 1] * (w1 * wc0)
+        v += far[i + 1] * (w1 * wc1)
+        v32 = v.astype(np.float32)
+        np.rint(v32, out=v32)
+        out[part] = np.clip(v32, 0, 255, out=v32)
+    return out.reshape(len(rows), len(cols), 3)

@@ -77,6 +77,62 @@ def test_region_resampled_in_strips_equals_the_region_at_once(
     slide.close()
 
 
+def _map_coordinates_bilinear(src: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The resampling ``read_grid_region`` used before it went separable (the oracle)."""
+    from scipy import ndimage as ndi
+
+    rr, cc = np.meshgrid(rows, cols, indexing="ij")
+    src = src.astype(np.float32)
+    buf = np.stack(
+        [ndi.map_coordinates(src[..., k], [rr, cc], order=1, mode="nearest") for k in range(3)], -1
+    )
+    return np.clip(np.rint(buf), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("g", [0.499 / 0.25, 0.25 / 0.499, 1.24 / 0.499 / 2, 0.77, 1.3, 2.48])
+@pytest.mark.parametrize("filtered", [False, True])
+def test_separable_bilinear_gives_map_coordinates_numbers(g, filtered) -> None:
+    """Every pixel equal, on integer images and on Gaussian-filtered (non-integer) ones."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(int(g * 1000) + filtered)
+    for _ in range(3):
+        src = rng.integers(0, 256, (90, 110, 3)).astype(np.uint8)
+        if filtered:
+            src = ndi.gaussian_filter(src.astype(np.float32), sigma=(0.7, 0.7, 0), mode="nearest")
+        u0, v0 = rng.integers(0, 5, 2)
+        n_rows = int((src.shape[0] - 4) / g) - 1
+        n_cols = int((src.shape[1] - 4) / g) - 1
+        rows = (np.arange(v0, v0 + n_rows) + 0.5) * g - 0.5 + 1.0
+        cols = (np.arange(u0, u0 + n_cols) + 0.5) * g - 0.5 + 1.0
+        rows, cols = rows[rows < src.shape[0] - 2], cols[cols < src.shape[1] - 2]
+        assert np.array_equal(
+            slides._bilinear(src, rows, cols), _map_coordinates_bilinear(src, rows, cols)
+        )
+
+
+def test_on_white_blends_only_what_is_not_opaque() -> None:
+    rng = np.random.default_rng(3)
+    rgba = rng.integers(0, 256, (40, 50, 4)).astype(np.uint8)
+    rgba[:20, :, 3] = 255
+    rgba[30:, :10, 3] = 0
+    arr = rgba.astype(np.float32)
+    alpha = arr[..., 3:4] / 255.0
+    every_pixel = np.rint(arr[..., :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+    out = slides.on_white(rgba)
+    assert np.array_equal(out, every_pixel)
+    assert np.array_equal(out[:20], rgba[:20, :, :3]) and (out[30:, :10] == 255).all()
+    assert np.array_equal(slides.on_white(rgba[:20]), rgba[:20, :, :3])  # all opaque
+
+
+def test_openslide_region_outside_the_level_is_white(tmp_path, smooth_image) -> None:
+    slide = open_slide(_pyramid(tmp_path / "s.tif", smooth_image), fallback_mpp=0.5)
+    region = slide.read_level(0, -6, 250, 20, 10)
+    assert (region[:, :6] == 255).all() and (region[6:] == 255).all()
+    assert np.array_equal(region[:6, 6:], smooth_image[250:, :14])
+    slide.close()
+
+
 def test_outside_the_slide_is_white(tmp_path, smooth_image) -> None:
     path = tmp_path / "img.png"
     Image.fromarray(smooth_image).save(path)
