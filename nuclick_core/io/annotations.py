@@ -29,6 +29,7 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import shapely
 
 from nuclick_core.errors import AnnotationError
@@ -175,6 +176,9 @@ def read_clicks(
             [m.source for m in marks],
         )
     clicks.check_duplicates(path)
+    # Arrow's allocator keeps the blocks the parsers freed for reuse (54 MB after reading
+    # 564,000 clicks from CSV); a run holds the click table for hours, so give them back.
+    pa.default_memory_pool().release_unused()
     return clicks
 
 
