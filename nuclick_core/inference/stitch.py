@@ -55,70 +55,82 @@ class PatchInstance:
         return self.row0, self.col0, self.row0 + h, self.col0 + w
 
 
-def _rank(inst: PatchInstance, rows: np.ndarray, cols: np.ndarray, sl: tuple) -> tuple:
-    d2 = (rows - inst.click_rc[0]) ** 2 + (cols - inst.click_rc[1]) ** 2
-    return inst.prob[sl], d2
-
-
-def _beats(a: PatchInstance, b: PatchInstance, r0: int, c0: int, r1: int, c1: int) -> np.ndarray:
-    """Where instance ``a`` wins the pixels of grid box [r0, r1) x [c0, c1) against ``b``."""
-    sa = (slice(r0 - a.row0, r1 - a.row0), slice(c0 - a.col0, c1 - a.col0))
-    sb = (slice(r0 - b.row0, r1 - b.row0), slice(c0 - b.col0, c1 - b.col0))
-    both = a.mask[sa] & b.mask[sb]
-    if not both.any():
-        return both
-    rows, cols = np.arange(r0, r1)[:, None], np.arange(c0, c1)[None, :]
-    pa, da = _rank(a, rows, cols, sa)
-    pb, db = _rank(b, rows, cols, sb)
-    win = (pa > pb) | ((pa == pb) & ((da < db) | ((da == db) & (a.click_id < b.click_id))))
-    return both & win
+def _ragged(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For groups of ``counts`` elements laid end to end: each element's group and its index
+    within the group."""
+    group = np.repeat(np.arange(len(counts)), counts)
+    starts = np.cumsum(counts) - counts
+    return group, np.arange(int(counts.sum())) - starts[group]
 
 
 def _settle(
     instances: list[PatchInstance],
     targets: list[int] | None,
-    lost_to: Callable[[PatchInstance, PatchInstance, int, int, int, int], np.ndarray],
+    rule: str,
     finish: Callable[[list[tuple[np.ndarray, PatchInstance]]], list[np.ndarray | None]],
 ) -> dict[int, np.ndarray | None]:
-    """For each target instance, remove the pixels ``lost_to(other, inst, box)`` says it loses
-    to any overlapping instance, then ``finish`` the masks (each with its instance), all at
-    once."""
+    """For each target instance, remove the pixels it loses to any overlapping instance, then
+    ``finish`` the masks (each with its instance), all at once.
+
+    ``rule`` says who wins a pixel two masks claim: ``"ownership"`` (the module's rule: higher
+    probability, then the click nearer the pixel, then the lower click id) or ``"later"`` (the
+    higher click id). Every pixel of every overlap of every (target, neighbour) pair is decided
+    in one pass of array operations: the instances' masks and probabilities laid end to end in
+    flat buffers, each pair's overlap box enumerated as a run of pixels into them.
+    """
     if not instances:
         return {}
-    boxes = shapely.box(
-        [i.col0 for i in instances],
-        [i.row0 for i in instances],
-        [i.box[3] for i in instances],
-        [i.box[2] for i in instances],
-    )
+    box = np.array([i.box for i in instances], np.int64).reshape(-1, 4)  # r0, c0, r1, c1
+    boxes = shapely.box(box[:, 1], box[:, 0], box[:, 3], box[:, 2])
     tree = shapely.STRtree(boxes)
     targets = list(range(len(instances))) if targets is None else targets
-    # every (target, neighbour) pair of intersecting boxes, by target
+    t_of = np.asarray(targets, np.int64)
+    # every (target, neighbour) pair of intersecting boxes
     pairs = (
-        tree.query(boxes[targets], predicate="intersects")
-        if targets
-        else np.zeros((2, 0), np.int64)
+        tree.query(boxes[t_of], predicate="intersects") if targets else np.zeros((2, 0), np.int64)
     )
-    neighbours: list[list[int]] = [[] for _ in targets]
-    for t, j in zip(pairs[0].tolist(), pairs[1].tolist(), strict=True):
-        neighbours[t].append(j)
+    t, j = t_of[pairs[0]], pairs[1]
+    r0, c0 = np.maximum(box[t, 0], box[j, 0]), np.maximum(box[t, 1], box[j, 1])
+    r1, c1 = np.minimum(box[t, 2], box[j, 2]), np.minimum(box[t, 3], box[j, 3])
+    real = (t != j) & (r1 > r0) & (c1 > c0)  # boxes that touch along an edge share no pixel
+    t, j, r0, c0, r1, c1 = t[real], j[real], r0[real], c0[real], r1[real], c1[real]
+    used = np.unique(np.concatenate([t, j]))
+    width = box[:, 3] - box[:, 1]
+    size = (box[:, 2] - box[:, 0]) * width
+    offset = np.zeros(len(instances), np.int64)
+    offset[used] = np.cumsum(size[used]) - size[used]
+    lost = np.zeros(int(size[used].sum()), bool)
+    if len(t):
+        masks = np.concatenate([instances[u].mask.ravel() for u in used.tolist()])
+        pair, within = _ragged((r1 - r0) * (c1 - c0))
+        rows = r0[pair] + within // (c1 - c0)[pair]
+        cols = c0[pair] + within % (c1 - c0)[pair]
+        tp, jp = t[pair], j[pair]
+        at_t = offset[tp] + (rows - box[tp, 0]) * width[tp] + cols - box[tp, 1]
+        at_j = offset[jp] + (rows - box[jp, 0]) * width[jp] + cols - box[jp, 1]
+        both = masks[at_t] & masks[at_j]
+        at_t, at_j, tp, jp = at_t[both], at_j[both], tp[both], jp[both]
+        ids = np.array([i.click_id for i in instances], np.int64)
+        if rule == "later":
+            wins = ids[jp] > ids[tp]
+        else:
+            probs = np.concatenate([instances[u].prob.ravel() for u in used.tolist()])
+            click = np.array([i.click_rc for i in instances], np.int64).reshape(-1, 2)
+            rows, cols = rows[both], cols[both]
+            dj = (rows - click[jp, 0]) ** 2 + (cols - click[jp, 1]) ** 2
+            dt = (rows - click[tp, 0]) ** 2 + (cols - click[tp, 1]) ** 2
+            pj, pt = probs[at_j], probs[at_t]
+            wins = (pj > pt) | ((pj == pt) & ((dj < dt) | ((dj == dt) & (ids[jp] < ids[tp]))))
+        lost[at_t[wins]] = True
+    overlapped = np.zeros(len(instances), bool)
+    overlapped[t] = True
     cut: list[tuple[np.ndarray, PatchInstance]] = []
-    for k, near in zip(targets, neighbours, strict=True):
-        inst = instances[k]
-        mask, copied = inst.mask, False
-        for j in near:  # the pixels lost to each neighbour are removed in any order
-            other = instances[j]
-            if other is inst:
-                continue
-            r0, c0 = max(inst.row0, other.row0), max(inst.col0, other.col0)
-            r1, c1 = min(inst.box[2], other.box[2]), min(inst.box[3], other.box[3])
-            if r1 <= r0 or c1 <= c0:
-                continue
-            lost = lost_to(other, inst, r0, c0, r1, c1)
-            if lost.any():
-                if not copied:
-                    mask, copied = mask.copy(), True
-                mask[r0 - inst.row0 : r1 - inst.row0, c0 - inst.col0 : c1 - inst.col0] &= ~lost
+    for k in targets:
+        inst, mask = instances[k], instances[k].mask
+        if overlapped[k]:
+            gone = lost[offset[k] : offset[k] + size[k]].reshape(mask.shape)
+            if gone.any():
+                mask = mask & ~gone
         cut.append((mask, inst))
     return {inst.click_id: m for (_, inst), m in zip(cut, finish(cut), strict=True)}
 
@@ -132,15 +144,7 @@ def resolve_overlaps(
     ``instances`` still count as neighbours. A streaming run settles the instances no future
     patch can reach and keeps the others for later.
     """
-    return _settle(instances, targets, _beats, _keep_click_components)
-
-
-def _later_click(
-    b: PatchInstance, a: PatchInstance, r0: int, c0: int, r1: int, c1: int
-) -> np.ndarray:
-    if b.click_id <= a.click_id:
-        return np.zeros((r1 - r0, c1 - c0), bool)
-    return b.mask[r0 - b.row0 : r1 - b.row0, c0 - b.col0 : c1 - b.col0]
+    return _settle(instances, targets, "ownership", _keep_click_components)
 
 
 def paste_last_wins(
@@ -150,7 +154,7 @@ def paste_last_wins(
     order, each later instance overwriting earlier ones, no clean-up (instances may end up
     fragmented)."""
     return _settle(
-        instances, targets, _later_click, lambda cut: [m if m.any() else None for m, _ in cut]
+        instances, targets, "later", lambda cut: [m if m.any() else None for m, _ in cut]
     )
 
 

@@ -171,3 +171,63 @@ def test_components_kept_for_many_masks_at_once_equal_those_kept_one_by_one() ->
         want = _keep_click_component(mask, inst)
         assert (out is None) == (want is None)
         assert want is None or np.array_equal(out, want)
+
+
+def _cut_pair_by_pair(instances, targets, rule):
+    """The settlement loop the vectorised one replaced (the oracle): per target, per
+    neighbour whose box overlaps, the pixels the neighbour wins are removed."""
+    out = []
+    for k in targets:
+        inst = instances[k]
+        mask = inst.mask.copy()
+        for other in instances:
+            if other is inst:
+                continue
+            r0, c0 = max(inst.row0, other.row0), max(inst.col0, other.col0)
+            r1, c1 = min(inst.box[2], other.box[2]), min(inst.box[3], other.box[3])
+            if r1 <= r0 or c1 <= c0:
+                continue
+            sa = (slice(r0 - other.row0, r1 - other.row0), slice(c0 - other.col0, c1 - other.col0))
+            sb = (slice(r0 - inst.row0, r1 - inst.row0), slice(c0 - inst.col0, c1 - inst.col0))
+            both = other.mask[sa] & inst.mask[sb]
+            if rule == "later":
+                win = np.full(both.shape, other.click_id > inst.click_id)
+            else:
+                rows, cols = np.arange(r0, r1)[:, None], np.arange(c0, c1)[None, :]
+                da = (rows - other.click_rc[0]) ** 2 + (cols - other.click_rc[1]) ** 2
+                db = (rows - inst.click_rc[0]) ** 2 + (cols - inst.click_rc[1]) ** 2
+                pa, pb = other.prob[sa], inst.prob[sb]
+                tie = (da < db) | ((da == db) & (other.click_id < inst.click_id))
+                win = (pa > pb) | ((pa == pb) & tie)
+            mask[sb] &= ~(both & win)
+        out.append(mask)
+    return out
+
+
+@pytest.mark.parametrize("rule", ["ownership", "later"])
+def test_overlaps_settled_at_once_equal_the_pair_by_pair_loop(rule) -> None:
+    """:func:`_settle` (every overlap of every pair in one pass) against the loop it replaced,
+    on crowded random instances: probabilities on a coarse scale and clicks on a lattice, so
+    that ties in probability and in distance are common; boxes that only touch; instances
+    outside the targets that still count as neighbours."""
+    from nuclick_core.inference.stitch import _settle
+
+    rng = np.random.default_rng(5)
+    for trial in range(30):
+        instances, ids = [], rng.permutation(1000)
+        for k in range(int(rng.integers(1, 40))):
+            h, w = (int(v) for v in rng.integers(1, 25, 2))
+            r0, c0 = (int(v) for v in rng.integers(0, 60, 2))
+            mask = rng.random((h, w)) < rng.uniform(0.2, 1.0)
+            prob = rng.integers(0, 4, (h, w)) / 4.0
+            click = (r0 + 2 * int(rng.integers(0, h // 2 + 1)), c0 + 2 * int(rng.integers(-1, w)))
+            instances.append(_inst(int(ids[k]), r0, c0, mask, prob, click))
+        if trial % 3:
+            targets = sorted(rng.choice(len(instances), len(instances) // 2 + 1, replace=False))
+        else:
+            targets = list(range(len(instances)))
+        got = _settle(instances, [int(t) for t in targets], rule, lambda cut: [m for m, _ in cut])
+        want = _cut_pair_by_pair(instances, targets, rule)
+        assert list(got) == [instances[t].click_id for t in targets]
+        for mask, expected in zip(got.values(), want, strict=True):
+            assert np.array_equal(mask, expected)
