@@ -63,6 +63,50 @@ def _ragged(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return group, np.arange(int(counts.sum())) - starts[group]
 
 
+#: Overlap pixels decided in one pass of :func:`_lost` (about 70 bytes of temporaries each).
+PIXELS_AT_ONCE = 1 << 19
+
+
+def _lost(
+    instances: list[PatchInstance], overlaps: np.ndarray, rule: str, offset: np.ndarray
+) -> np.ndarray:
+    """The pixels targets lose to neighbours, as indices ``offset[target] + pixel of its mask``.
+
+    ``overlaps`` int (P, 6): target, neighbour (indices into ``instances``), and the grid row,
+    column, height and width of the two boxes' overlap; each overlap's pixels are enumerated
+    into flat buffers of the instances' masks (and probabilities) laid end to end.
+    """
+    t, j, r0, c0, h, w = overlaps.T
+    used = np.unique(overlaps[:, :2])
+    box = np.array([instances[u].box for u in used.tolist()], np.int64)
+    top, left, width = np.zeros((3, len(instances)), np.int64)
+    top[used], left[used], width[used] = box[:, 0], box[:, 1], box[:, 3] - box[:, 1]
+    size = (box[:, 2] - box[:, 0]) * width[used]
+    start = np.zeros(len(instances), np.int64)
+    start[used] = np.cumsum(size) - size
+    masks = np.concatenate([instances[u].mask.ravel() for u in used.tolist()])
+    pair, within = _ragged(h * w)
+    rows, cols = r0[pair] + within // w[pair], c0[pair] + within % w[pair]
+    tp, jp = t[pair], j[pair]
+    in_t = (rows - top[tp]) * width[tp] + cols - left[tp]
+    in_j = (rows - top[jp]) * width[jp] + cols - left[jp]
+    both = masks[start[tp] + in_t] & masks[start[jp] + in_j]
+    rows, cols, tp, jp, in_t, in_j = (a[both] for a in (rows, cols, tp, jp, in_t, in_j))
+    ids = np.zeros(len(instances), np.int64)
+    ids[used] = [instances[u].click_id for u in used.tolist()]
+    if rule == "later":
+        wins = ids[jp] > ids[tp]
+    else:
+        probs = np.concatenate([instances[u].prob.ravel() for u in used.tolist()])
+        click = np.zeros((len(instances), 2), np.int64)
+        click[used] = [instances[u].click_rc for u in used.tolist()]
+        dj = (rows - click[jp, 0]) ** 2 + (cols - click[jp, 1]) ** 2
+        dt = (rows - click[tp, 0]) ** 2 + (cols - click[tp, 1]) ** 2
+        pj, pt = probs[start[jp] + in_j], probs[start[tp] + in_t]
+        wins = (pj > pt) | ((pj == pt) & ((dj < dt) | ((dj == dt) & (ids[jp] < ids[tp]))))
+    return offset[tp[wins]] + in_t[wins]
+
+
 def _settle(
     instances: list[PatchInstance],
     targets: list[int] | None,
@@ -75,59 +119,41 @@ def _settle(
     ``rule`` says who wins a pixel two masks claim: ``"ownership"`` (the module's rule: higher
     probability, then the click nearer the pixel, then the lower click id) or ``"later"`` (the
     higher click id). Every pixel of every overlap of every (target, neighbour) pair is decided
-    in one pass of array operations: the instances' masks and probabilities laid end to end in
-    flat buffers, each pair's overlap box enumerated as a run of pixels into them.
+    by array operations (:func:`_lost`), :data:`PIXELS_AT_ONCE` pixels at a time.
     """
     if not instances:
         return {}
     box = np.array([i.box for i in instances], np.int64).reshape(-1, 4)  # r0, c0, r1, c1
     boxes = shapely.box(box[:, 1], box[:, 0], box[:, 3], box[:, 2])
-    tree = shapely.STRtree(boxes)
     targets = list(range(len(instances))) if targets is None else targets
     t_of = np.asarray(targets, np.int64)
     # every (target, neighbour) pair of intersecting boxes
     pairs = (
-        tree.query(boxes[t_of], predicate="intersects") if targets else np.zeros((2, 0), np.int64)
+        shapely.STRtree(boxes).query(boxes[t_of], predicate="intersects")
+        if targets
+        else np.zeros((2, 0), np.int64)
     )
     t, j = t_of[pairs[0]], pairs[1]
     r0, c0 = np.maximum(box[t, 0], box[j, 0]), np.maximum(box[t, 1], box[j, 1])
     r1, c1 = np.minimum(box[t, 2], box[j, 2]), np.minimum(box[t, 3], box[j, 3])
     real = (t != j) & (r1 > r0) & (c1 > c0)  # boxes that touch along an edge share no pixel
-    t, j, r0, c0, r1, c1 = t[real], j[real], r0[real], c0[real], r1[real], c1[real]
-    used = np.unique(np.concatenate([t, j]))
-    width = box[:, 3] - box[:, 1]
-    size = (box[:, 2] - box[:, 0]) * width
-    offset = np.zeros(len(instances), np.int64)
-    offset[used] = np.cumsum(size[used]) - size[used]
-    lost = np.zeros(int(size[used].sum()), bool)
-    if len(t):
-        masks = np.concatenate([instances[u].mask.ravel() for u in used.tolist()])
-        pair, within = _ragged((r1 - r0) * (c1 - c0))
-        rows = r0[pair] + within // (c1 - c0)[pair]
-        cols = c0[pair] + within % (c1 - c0)[pair]
-        tp, jp = t[pair], j[pair]
-        at_t = offset[tp] + (rows - box[tp, 0]) * width[tp] + cols - box[tp, 1]
-        at_j = offset[jp] + (rows - box[jp, 0]) * width[jp] + cols - box[jp, 1]
-        both = masks[at_t] & masks[at_j]
-        at_t, at_j, tp, jp = at_t[both], at_j[both], tp[both], jp[both]
-        ids = np.array([i.click_id for i in instances], np.int64)
-        if rule == "later":
-            wins = ids[jp] > ids[tp]
-        else:
-            probs = np.concatenate([instances[u].prob.ravel() for u in used.tolist()])
-            click = np.array([i.click_rc for i in instances], np.int64).reshape(-1, 2)
-            rows, cols = rows[both], cols[both]
-            dj = (rows - click[jp, 0]) ** 2 + (cols - click[jp, 1]) ** 2
-            dt = (rows - click[tp, 0]) ** 2 + (cols - click[tp, 1]) ** 2
-            pj, pt = probs[at_j], probs[at_t]
-            wins = (pj > pt) | ((pj == pt) & ((dj < dt) | ((dj == dt) & (ids[jp] < ids[tp]))))
-        lost[at_t[wins]] = True
-    overlapped = np.zeros(len(instances), bool)
-    overlapped[t] = True
+    overlaps = np.stack([t, j, r0, c0, r1 - r0, c1 - c0], 1)[real]
+    may_lose = np.zeros(len(instances), bool)
+    may_lose[overlaps[:, 0]] = True
+    size = (box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1]) * may_lose
+    offset = np.cumsum(size) - size
+    lost = np.zeros(int(size.sum()), bool)
+    total = np.cumsum(overlaps[:, 4] * overlaps[:, 5])
+    cuts = np.searchsorted(
+        total, np.arange(PIXELS_AT_ONCE, total[-1] if len(total) else 0, PIXELS_AT_ONCE)
+    )
+    edges = np.unique(np.concatenate([[0], cuts, [len(overlaps)]]))
+    for lo, hi in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
+        lost[_lost(instances, overlaps[lo:hi], rule, offset)] = True
     cut: list[tuple[np.ndarray, PatchInstance]] = []
     for k in targets:
         inst, mask = instances[k], instances[k].mask
-        if overlapped[k]:
+        if may_lose[k]:
             gone = lost[offset[k] : offset[k] + size[k]].reshape(mask.shape)
             if gone.any():
                 mask = mask & ~gone

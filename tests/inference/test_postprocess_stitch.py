@@ -205,12 +205,18 @@ def _cut_pair_by_pair(instances, targets, rule):
 
 
 @pytest.mark.parametrize("rule", ["ownership", "later"])
-def test_overlaps_settled_at_once_equal_the_pair_by_pair_loop(rule) -> None:
-    """:func:`_settle` (every overlap of every pair in one pass) against the loop it replaced,
-    on crowded random instances: probabilities on a coarse scale and clicks on a lattice, so
-    that ties in probability and in distance are common; boxes that only touch; instances
-    outside the targets that still count as neighbours."""
+@pytest.mark.parametrize("pixels_at_once", [1 << 19, 50])
+def test_overlaps_settled_at_once_equal_the_pair_by_pair_loop(
+    rule, pixels_at_once, monkeypatch
+) -> None:
+    """:func:`_settle` (every overlap of every pair in one pass, or in chunks of a few pairs)
+    against the loop it replaced, on crowded random instances: probabilities on a coarse scale
+    and clicks on a lattice, so that ties in probability and in distance are common; boxes that
+    only touch; instances outside the targets that still count as neighbours."""
+    from nuclick_core.inference import stitch
     from nuclick_core.inference.stitch import _settle
+
+    monkeypatch.setattr(stitch, "PIXELS_AT_ONCE", pixels_at_once)
 
     rng = np.random.default_rng(5)
     for trial in range(30):
