@@ -7,7 +7,8 @@ usage: python bench/engine_memory.py [--csv CLICKS.csv] [--slide SLIDE.tif]
 it (tracemalloc for NumPy, ``nbytes`` for Arrow): the click columns, the outlines' spill
 offsets, boxes and areas (:class:`~nuclick_core.io.geometries.Geometries`), the tile plans,
 the exclusion index, status and score. ``tile_read``: peak Python allocations and time of
-reading one 1,152 px tile at the nuclei models' 0.25 um/px, resampled at once and in strips.
+reading one 1,152 px tile at the nuclei models' 0.25 um/px, resampled at once and in strips,
+and 16 tiles read by one thread and by two.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -82,6 +84,25 @@ def tile_read(slide: slides.Slide) -> dict:
         finally:
             slides.RESAMPLE_STRIP = old
         out[name] = {"peak_mb": round(peak / 1e6, 1), "ms": round(seconds * 1000, 1)}
+    # Reading releases the GIL (OpenSlide's decoding, NumPy's passes over whole rows): the same
+    # tiles read one after another and by two threads at once.
+    origins = [(2000 + (k % 8) * TILE, 4000 + (k // 8) * TILE) for k in range(16)]
+
+    def read(some: list) -> None:
+        for u, v in some:
+            slides.read_grid_region(slide, u, v, side, side, MODEL_MPP)
+
+    t0 = time.perf_counter()
+    read(origins)
+    one = time.perf_counter() - t0
+    pair = [threading.Thread(target=read, args=(origins[k::2],)) for k in range(2)]
+    t0 = time.perf_counter()
+    for th in pair:
+        th.start()
+    for th in pair:
+        th.join()
+    two = time.perf_counter() - t0
+    out["threads"] = {"tiles": len(origins), "one_s": round(one, 2), "two_s": round(two, 2)}
     return {"tile_px": side, **out}
 
 
