@@ -308,9 +308,9 @@ def _bilinear(src: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray
     ``(s * w_row) * w_col`` over the four neighbours in float64, in raster order, and casts the
     sum to float32: the same products in the same order here. The grid is separable, so the
     weights are per-row and per-column vectors and the work is four gathers and eight
-    multiplies over whole rows of ``width * 3`` values (5x faster than the per-point path). Built a strip
-    of ``RESAMPLE_STRIP`` output rows at a time: the float64 buffers of a 1,152 px tile would
-    otherwise take some 100 MB per reader thread for a 4 MB result.
+    multiplies over whole rows of ``width * 3`` values (5x faster than the per-point path).
+    Built a strip of ``RESAMPLE_STRIP`` output rows at a time: the float64 buffers of a 1,152 px
+    tile would otherwise take some 100 MB per reader thread for a 4 MB result.
     """
     c0 = np.floor(cols).astype(np.intp)
     r0 = np.floor(rows).astype(np.intp)
