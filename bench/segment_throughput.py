@@ -223,6 +223,10 @@ def main() -> None:
         "end_to_end_over_network": end_to_end["clicks_per_second"] / network["patches_per_second"],
         "end_to_end_over_network_per_pair": [r for r, _, _ in pairs],
     }
+    out["pairs"] = [
+        {"network": n["patches_per_second"], "end_to_end": e["clicks_per_second"]}
+        for _, n, e in pairs
+    ]
     if not args.no_baseline:
         out["per_click"] = per_click_loop(slide, xy, card, threads)
         ratios["end_to_end_over_per_click"] = (

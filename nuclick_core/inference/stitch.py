@@ -68,20 +68,24 @@ PIXELS_AT_ONCE = 1 << 19
 
 
 def _lost(
-    instances: list[PatchInstance], overlaps: np.ndarray, rule: str, offset: np.ndarray
+    instances: list[PatchInstance],
+    box: np.ndarray,
+    overlaps: np.ndarray,
+    rule: str,
+    offset: np.ndarray,
 ) -> np.ndarray:
     """The pixels targets lose to neighbours, as indices ``offset[target] + pixel of its mask``.
 
-    ``overlaps`` int (P, 6): target, neighbour (indices into ``instances``), and the grid row,
-    column, height and width of the two boxes' overlap; each overlap's pixels are enumerated
-    into flat buffers of the instances' masks (and probabilities) laid end to end.
+    ``box`` int (N, 4): each instance's grid box (r0, c0, r1, c1). ``overlaps`` int (P, 6):
+    target, neighbour (indices into ``instances``), and the grid row, column, height and width
+    of the two boxes' overlap; each overlap's pixels are enumerated into flat buffers of the
+    instances' masks (and probabilities) laid end to end.
     """
     t, j, r0, c0, h, w = overlaps.T
     used = np.unique(overlaps[:, :2])
-    box = np.array([instances[u].box for u in used.tolist()], np.int64)
-    top, left, width = np.zeros((3, len(instances)), np.int64)
-    top[used], left[used], width[used] = box[:, 0], box[:, 1], box[:, 3] - box[:, 1]
-    size = (box[:, 2] - box[:, 0]) * width[used]
+    top, left = box[:, 0], box[:, 1]
+    width = box[:, 3] - box[:, 1]
+    size = (box[used, 2] - box[used, 0]) * width[used]
     start = np.zeros(len(instances), np.int64)
     start[used] = np.cumsum(size) - size
     masks = np.concatenate([instances[u].mask.ravel() for u in used.tolist()])
@@ -149,7 +153,7 @@ def _settle(
     )
     edges = np.unique(np.concatenate([[0], cuts, [len(overlaps)]]))
     for lo, hi in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
-        lost[_lost(instances, overlaps[lo:hi], rule, offset)] = True
+        lost[_lost(instances, box, overlaps[lo:hi], rule, offset)] = True
     cut: list[tuple[np.ndarray, PatchInstance]] = []
     for k in targets:
         inst, mask = instances[k], instances[k].mask
